@@ -1,0 +1,58 @@
+"""FreezeOut's schedule: when each layer group freezes and its learning rate until then.
+
+Pure math, no torch. DESIGN §1: ``t_i = s(t_0 + (1 - t_0) * i / (n - 1))`` with ``s`` the
+strategy's power, and a cosine-annealed rate that reaches zero at ``t_i * T``.
+"""
+from __future__ import annotations
+
+import math
+
+#: Strategy name -> power of the scaling function s(x) = x ** p. ``none`` is the baseline.
+STRATEGY_POWERS = {"linear": 1, "squared": 2, "cubic": 3}
+STRATEGIES = ("none", *STRATEGY_POWERS)
+
+
+def check_strategy(strategy: str) -> None:
+    """Raise ValueError unless ``strategy`` is a known strategy name."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy={strategy!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+
+
+def check_t_0(t_0: float) -> None:
+    """Raise ValueError unless ``0 < t_0 <= 1``."""
+    if isinstance(t_0, bool) or not isinstance(t_0, (int, float)) or not 0.0 < t_0 <= 1.0:
+        raise ValueError(f"t_0={t_0!r} is outside the allowed range (0, 1]")
+
+
+def scale(x: float, strategy: str) -> float:
+    """The strategy's scaling function s(x); identity for ``none`` (whose times are all 1)."""
+    check_strategy(strategy)
+    return x ** STRATEGY_POWERS.get(strategy, 1)
+
+
+def layer_times(n: int, t_0: float, strategy: str) -> list[float]:
+    """Fraction of training after which each of ``n`` groups freezes; the last group gets 1.0."""
+    if n < 1:
+        raise ValueError(f"n={n!r} layer groups; need at least 1")
+    check_t_0(t_0)
+    check_strategy(strategy)
+    if strategy == "none" or n == 1:
+        return [1.0] * n
+    return [scale(t_0 + (1.0 - t_0) * i / (n - 1), strategy) for i in range(n - 1)] + [1.0]
+
+
+def freeze_iteration(t_i: float, total_iters: int) -> int:
+    """First 0-based iteration ``j`` with ``j >= t_i * T``: the group is frozen from then on."""
+    return math.ceil(t_i * total_iters)
+
+
+def learning_rate(j: int, t_i: float, total_iters: int, lr: float, scale_lr: bool) -> float:
+    """Learning rate of a group with time ``t_i`` at iteration ``j``; 0.0 once it is frozen.
+
+    ``lr`` is the base rate; with ``scale_lr`` the group starts at ``lr / t_i`` so that groups
+    trained for less time take larger steps (DESIGN §1, the 0.5 of the paper's code kept).
+    """
+    if j >= freeze_iteration(t_i, total_iters):
+        return 0.0
+    lr0 = lr / t_i if scale_lr else lr
+    return 0.5 * lr0 * (1.0 + math.cos(math.pi * j / (t_i * total_iters)))
