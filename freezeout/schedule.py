@@ -43,7 +43,8 @@ def layer_times(n: int, t_0: float, strategy: str) -> list[float]:
 
 def freeze_iteration(t_i: float, total_iters: int) -> int:
     """First 0-based iteration ``j`` with ``j >= t_i * T``: the group is frozen from then on."""
-    return math.ceil(t_i * total_iters)
+    # Round off float noise first: 0.8**3 * 1000 == 512.0000000000001 must freeze at 512, not 513.
+    return math.ceil(round(t_i * total_iters, 9))
 
 
 def learning_rate(j: int, t_i: float, total_iters: int, lr: float, scale_lr: bool) -> float:

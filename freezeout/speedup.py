@@ -166,6 +166,12 @@ def default_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x, y)
     optimizer.step()
 
 
+def _synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so a step's wall-clock time includes it (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def calc_speedup(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -173,11 +179,13 @@ def calc_speedup(
     strategy: str,
     method: str = "flops",
     make_batch: Callable | None = None,
+    step_fn: Callable | None = None,
 ) -> float:
     """Predicted fraction of training time saved by FreezeOut for ``model`` on ``input_shape``.
 
     ``method``: ``flops`` (default), ``paper`` (DenseNet-BC on 32x32 only) or ``time`` (measures
-    step times on the model's device; needs ``make_batch`` returning a training batch).
+    step times on the model's device; needs ``make_batch`` returning a training batch, and takes
+    an optional ``step_fn(model, optimizer, x, y)``, see :func:`measure_stage_seconds`).
     """
     check_t_0(t_0)
     check_strategy(strategy)
@@ -191,6 +199,6 @@ def calc_speedup(
         if make_batch is None:
             raise ValueError("method='time' needs make_batch, a function returning (x, y)")
         times = layer_times(len(model.layer_groups()), t_0, strategy)
-        measured = measure_stage_seconds(model, make_batch, freezing_stages(times))
+        measured = measure_stage_seconds(model, make_batch, freezing_stages(times), step_fn=step_fn)
         return time_speedup(measured, times)
     raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(METHODS)}")

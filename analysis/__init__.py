@@ -1,0 +1,11 @@
+"""Analysis of FreezeOut sweeps: collect runs, pair them with their baselines, aggregate over
+seeds, write ``runs.csv``, ``summary.csv``, ``summary.md`` and plots. ``python -m analysis DIR``.
+
+Reads only the run files (``summary.json``, ``metrics.jsonl``, ``.hydra/``): no torch needed.
+"""
+from .collect import NoRunsError, collect_runs, find_run_dirs
+from .pairing import measured_speedup, pair_key, pair_runs, relative_error
+from .pipeline import analyze
+
+__all__ = ["NoRunsError", "analyze", "collect_runs", "find_run_dirs", "measured_speedup",
+           "pair_key", "pair_runs", "relative_error"]

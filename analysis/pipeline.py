@@ -1,0 +1,66 @@
+"""``analyze(path)``: collect, pair, aggregate, write tables and plots, build the report."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .aggregate import add_settings, aggregate
+from .collect import collect_runs
+from .pairing import pair_runs
+from .plots import plot_all
+from .report import markdown_table, not_completed, not_completed_line, text_report, unpaired
+
+RUN_COLUMNS = [
+    "dir", "status", "strategy", "t_0", "scale_lr", "const_time", "seed", "model", "data",
+    "setting", "lr", "epochs", "epochs_done", "train_seconds", "final_val_err", "best_val_err",
+    "test_err", "predicted_speedup_flops", "predicted_speedup_paper", "predicted_speedup_time",
+    "measured_speedup", "relative_error", "baseline_dir", "baseline_val_err",
+    "duplicate_baselines", "unpaired", "error", "note",
+]
+
+
+def runs_frame(runs: list[dict]) -> pd.DataFrame:
+    """One row per run with the public columns (internal ``_`` fields dropped)."""
+    return pd.DataFrame([{c: r.get(c) for c in RUN_COLUMNS} for r in runs], columns=RUN_COLUMNS)
+
+
+def analyze(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Analyse every run under ``path`` and write the results to ``out`` (``<path>/analysis``).
+
+    Returns ``runs`` and ``summary`` (DataFrames), ``not_completed`` and ``unpaired`` (DataFrames,
+    subsets of ``runs``), ``markdown``, ``report`` and ``status_line`` ("N of M runs did not
+    complete: ...") as text, ``files`` (paths written),
+    ``skipped`` (plot messages) and ``out``. Raises ``FileNotFoundError`` if ``path`` is not a
+    directory and ``collect.NoRunsError`` if it holds no run.
+    """
+    root = Path(path)
+    out = Path(out) if out is not None else root / "analysis"
+    runs = add_settings(pair_runs(collect_runs(root, exclude=out)))
+    summary = aggregate(runs)
+    table = markdown_table(summary)
+
+    out.mkdir(parents=True, exist_ok=True)
+    runs_df, summary_df = runs_frame(runs), pd.DataFrame(summary)
+    files = [out / "runs.csv", out / "summary.csv", out / "summary.md"]
+    runs_df.to_csv(files[0], index=False)
+    summary_df.to_csv(files[1], index=False)
+    files[2].write_text(f"# FreezeOut analysis of `{root}`\n\n{table}")
+    plot_files, skipped = plot_all(runs, summary, out)
+    files += plot_files
+
+    bad = {r["dir"] for r in not_completed(runs)}
+    lonely = {r["dir"] for r in unpaired(runs)}
+    return {
+        "runs": runs_df,
+        "summary": summary_df,
+        "not_completed": runs_df[runs_df["dir"].isin(bad)].reset_index(drop=True),
+        "unpaired": runs_df[runs_df["dir"].isin(lonely)].reset_index(drop=True),
+        "markdown": table,
+        "report": text_report(root, runs, table, files, skipped),
+        "status_line": not_completed_line(runs),
+        "files": files,
+        "skipped": skipped,
+        "out": out,
+    }

@@ -1,0 +1,116 @@
+"""Text output: the Markdown summary table and the short stdout report."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .collect import COMPLETED
+from .pairing import is_freezeout
+
+
+def pct(x: float | None) -> str:
+    """``0.253 -> "25.3%"``; an em dash for a missing value."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{100 * x:.1f}%"
+
+
+def mean_std(mean: float, std: float) -> str:
+    """``"25.0% ± 3.5%"``, or just the mean where the spread is undefined (one seed)."""
+    if math.isnan(std):
+        return pct(mean)
+    return f"{pct(mean)} ± {pct(std)}"
+
+
+def _flag(v: object) -> str:
+    return "—" if v is None else ("yes" if v else "no")
+
+
+def _n_seeds(row: dict) -> str:
+    """Paired seeds for FreezeOut rows, completed runs for the baseline; "(of N runs)" if fewer."""
+    n = row["n_completed"] if row["strategy"] == "none" else row["measured_speedup_n"]
+    return str(n) if n == row["n_runs"] else f"{n} (of {row['n_runs']} runs)"
+
+
+def markdown_table(summary: list[dict]) -> str:
+    """The summary as a Markdown table; optional columns appear only where some row has a value."""
+    def any_value(key: str) -> bool:
+        return any(not math.isnan(r[key]) for r in summary)
+
+    cols = []
+    if len({r["setting"] for r in summary}) > 1:
+        cols.append(("setting", lambda r: r["setting"]))
+    cols += [("strategy", lambda r: str(r["strategy"])),
+             ("scale_lr", lambda r: _flag(r["scale_lr"])),
+             ("t_0", lambda r: "—" if math.isnan(r["t_0"]) else f"{r['t_0']:g}")]
+    if any(r["const_time"] for r in summary):
+        cols.append(("const_time", lambda r: _flag(r["const_time"])))
+    cols.append(("predicted speedup (flops)", lambda r: pct(r["predicted_speedup_flops"])))
+    for kind in ("paper", "time"):
+        if any_value(f"predicted_speedup_{kind}"):
+            cols.append((f"predicted ({kind})", lambda r, k=kind: pct(r[f"predicted_speedup_{k}"])))
+    cols += [
+        ("measured speedup",
+         lambda r: mean_std(r["measured_speedup_mean"], r["measured_speedup_std"])),
+        ("relative error", lambda r: mean_std(r["relative_error_mean"], r["relative_error_std"])),
+        ("val err", lambda r: pct(r["final_val_err_mean"])),
+        ("baseline val err", lambda r: pct(r["baseline_val_err_mean"])),
+        ("n seeds", _n_seeds),
+    ]
+    lines = ["| " + " | ".join(name for name, _ in cols) + " |",
+             "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(f(r) for _, f in cols) + " |" for r in summary]
+    return "\n".join(lines) + "\n"
+
+
+def not_completed(runs: list[dict]) -> list[dict]:
+    """Runs whose status is not ``completed`` (failed, diverged, running, incomplete, ...)."""
+    return [r for r in runs if r["status"] != COMPLETED]
+
+
+def unpaired(runs: list[dict]) -> list[dict]:
+    """FreezeOut runs with no completed baseline."""
+    return [r for r in runs if is_freezeout(r) and r.get("unpaired")]
+
+
+def not_completed_line(runs: list[dict]) -> str:
+    """One line: ``"N of M runs did not complete: dir (status: error), ..."``."""
+    bad = not_completed(runs)
+    if not bad:
+        return f"All {len(runs)} runs completed."
+    items = ", ".join(f"{r['dir']} ({r['status']}: {r['error'] or 'no error message'})"
+                      for r in bad)
+    return f"{len(bad)} of {len(runs)} runs did not complete: {items}"
+
+
+def text_report(root: Path, runs: list[dict], table: str, files: list[Path],
+                skipped: list[str]) -> str:
+    """The stdout report: counts, problem runs, the table, skipped plots, files written."""
+    done = len(runs) - len(not_completed(runs))
+    lines = [f"Analysis of {root}", f"Runs found: {len(runs)}, completed: {done}."]
+    bad = not_completed(runs)
+    if bad:
+        lines.append(f"Not completed ({len(bad)}):")
+        lines += [f"  - {r['dir']}: {r['status']}"
+                  f"{' (' + str(r['epochs_done']) + ' epochs logged)' if r['epochs_done'] else ''}"
+                  f": {r['error'] or 'no error message'}" for r in bad]
+    lonely = unpaired(runs)
+    if lonely:
+        lines.append(f"FreezeOut runs not paired with a baseline ({len(lonely)}):")
+        lines += [f"  - {r['dir']}: {r['unpaired']}" for r in lonely]
+    dups = sorted({(r["baseline_dir"], r["duplicate_baselines"]) for r in runs
+                   if r.get("duplicate_baselines")})
+    if dups:
+        lines.append("Several baselines matched; the first by path was used:")
+        lines += [f"  - used {b}, also matched: {d}" for b, d in dups]
+    noted = [r for r in runs if r.get("note")]
+    if noted:
+        lines.append("Notes:")
+        lines += [f"  - {r['dir']}: {r['note']}" for r in noted]
+    lines += ["", table.rstrip(), ""]
+    if skipped:
+        lines.append("Plots skipped or partial:")
+        lines += [f"  - {s}" for s in skipped]
+    if files:
+        lines.append(f"Files written to {files[0].parent}: " + ", ".join(f.name for f in files))
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""Train one model with FreezeOut, or a sweep of them with ``-m``:
+
+    python run.py strategy=cubic t_0=0.8
+    python run.py -m strategy=linear,squared,cubic t_0=0.5,0.8 seed=0,1
+    python run.py -m sweeps=strategies
+
+Returns the final validation error as the objective, for Hydra's sweepers. Invalid settings exit
+with one line naming the key and the allowed values (``debug=true`` shows the traceback); in a
+sweep a failing run is recorded in its ``summary.json`` and the sweep goes on.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from freezeout.config import register_configs
+from freezeout.errors import ConfigError
+from freezeout.metrics import SUMMARY_FILE, read_json, write_json_atomic
+
+log = logging.getLogger("freezeout")
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from freezeout.trainer import train  # after Hydra has parsed the command line: fast --help
+
+    hydra_cfg = HydraConfig.get()
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        summary = train(cfg)
+    except ConfigError as e:
+        if not in_sweep:
+            _exit(f"error: {e}", 2)
+        _record_failure(Path(hydra_cfg.runtime.output_dir), cfg, e)
+        return math.nan
+    except Exception as e:
+        if cfg.debug:
+            raise
+        if not in_sweep:
+            _exit(f"error: run failed: {type(e).__name__}: {e} (debug=true shows the traceback)", 1)
+        log.error("run %s failed: %s: %s", hydra_cfg.runtime.output_dir, type(e).__name__, e)
+        return math.nan
+    err = summary.get("final_val_err")
+    return math.nan if err is None or summary["status"] != "completed" else err
+
+
+def _record_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:
+    """A sweep job with a bad setting: say so in its summary.json, unless that file belongs to a
+    run already there (then the error is about that clash, and the run must stay as it is)."""
+    log.error("run %s rejected: %s", run_dir, error)
+    if read_json(run_dir / SUMMARY_FILE) is not None:
+        return
+    write_json_atomic(run_dir / SUMMARY_FILE, {
+        "status": "failed", "error": f"ConfigError: {error}",
+        "config": OmegaConf.to_container(cfg, resolve=False),
+    })
+
+
+def _exit(message: str, code: int) -> None:
+    print(message, file=sys.stderr)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    # sweeps/ is a config group found relative to this file, wherever the command is run from.
+    os.environ["FREEZEOUT_ROOT"] = str(Path(__file__).resolve().parent)
+    # One id per launch, inherited by launcher worker processes: output directories of two
+    # launches in the same second cannot collide.
+    os.environ["FREEZEOUT_LAUNCH_ID"] = time.strftime("%Y-%m-%d/%H-%M-%S") + f"-{os.getpid()}"
+    main()

@@ -1,0 +1,75 @@
+"""Config composition (Hydra compose API) for every model x strategy x data, and the schema."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
+
+from conftest import REPO
+from freezeout.config import register_configs, validate
+from freezeout.errors import ConfigError
+
+register_configs()
+MODELS, STRATEGIES, DATA = ("densenet", "wrn", "vgg"), ("linear", "squared", "cubic", "none"), (
+    "cifar100", "cifar10", "fashion_mnist")
+
+
+def make_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_defaults_follow_the_paper():
+    cfg = make_cfg()
+    assert (cfg.model.name, cfg.model.depth, cfg.model.growth_rate) == ("densenet", 76, 12)
+    assert (cfg.data.name, cfg.data.val_size, cfg.data.augment) == ("cifar100", 5000, True)
+    assert (cfg.strategy.name, cfg.t_0, cfg.scale_lr, cfg.const_time) == ("cubic", 0.8, True, False)
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.nesterov) == (100, 50, 0.1, 0.9, True)
+    assert cfg.device == "auto"
+
+
+@pytest.mark.parametrize("model,strategy,data", list(itertools.product(MODELS, STRATEGIES, DATA)))
+def test_every_combination_composes_and_validates(model, strategy, data):
+    cfg = make_cfg(f"model={model}", f"strategy={strategy}", f"data={data}", "device=cpu")
+    assert (cfg.model.name, cfg.strategy.name, cfg.data.name) == (model, strategy, data)
+    assert str(validate(cfg)) == "cpu"  # ranges and architecture hold for every default
+
+
+def test_experiment_preset_overrides_defaults_but_not_the_command_line():
+    cfg = make_cfg("experiment=quickstart", "strategy=none", "epochs=2")
+    assert cfg.data.name == "fashion_mnist" and cfg.model.depth == 16
+    assert cfg.strategy.name == "none" and cfg.epochs == 2
+
+
+@pytest.mark.parametrize("override", ["t_0=abc", "epochs=1.5", "scale_lr=maybe", "batch_size=big",
+                                      "model.depth=deep", "data.subset=many", "not_a_key=1"])
+def test_schema_rejects_wrong_types_and_unknown_keys(override):
+    with pytest.raises((ConfigCompositionException, ValidationError)) as err:
+        make_cfg(override)
+    assert override.split("=")[0].split(".")[-1] in str(err.value) + str(err.value.__cause__)
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("t_0=1.5", "t_0=1.5"), ("t_0=0", "t_0=0"), ("epochs=0", "epochs=0"), ("batch_size=0", "batch_size=0"),
+    ("model.depth=75", "model.depth=75"), ("data.subset=0", "data.subset=0"),
+    ("data.subset=1000000", "data.subset=1000000"), ("strategy.name=quartic", "quartic"),
+    ("lr=-1", "lr=-1"), ("precision=fp8", "fp8"),
+])
+def test_validate_names_key_and_value(override, needle):
+    cfg = make_cfg("device=cpu", override)
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        validate(cfg)
+
+
+def test_sweep_files_compose():
+    from pathlib import Path
+    names = sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml"))
+    assert {"strategies", "t0_grid", "const_time", "fmnist_cpu"} <= set(names)
+    for name in names:
+        cfg = make_cfg(f"sweeps={name}")
+        params = OmegaConf.select(cfg, "hydra.sweeper.params")  # not in the job config
+        assert params is None or params
