@@ -13,6 +13,16 @@ from freezeout.schedule import learning_rate
 BATCH = 8
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These convs are tiny: one thread is as fast, and cannot thrash when other jobs share the CPU
+    (two OpenMP threads on a busy 2-core machine made a step ~100x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_densenet(seed: int = 0) -> nn.Module:
     """DenseNet-BC L=10 k=4 on 1 channel: 7 groups (stem, 3 bottlenecks, 2 transitions, head)."""
     torch.manual_seed(seed)
@@ -32,7 +42,7 @@ def controller(model: nn.Module, total_iters: int, **kw) -> FreezeOut:
     return FreezeOut(model.layer_groups(), total_iters, **kw)
 
 
-def train_iteration(model: nn.Module, fo: FreezeOut, j: int, x: torch.Tensor, y: torch.Tensor) -> None:
+def train_iteration(model: nn.Module, fo: FreezeOut, j: int, x: torch.Tensor, y: torch.Tensor):
     """One trainer iteration: controller step, forward, backward, optimizer step. Like the trainer,
     ``model.train()`` is called once per epoch, every 5 iterations here, so groups also freeze
     mid-epoch (then nothing but the controller puts their BN in eval mode)."""
@@ -200,7 +210,8 @@ def test_state_dict_roundtrip_resumes_identically():
     for pg_a, pg_b in zip(opt_a.param_groups, opt_b.param_groups):
         assert len(pg_a["params"]) == len(pg_b["params"])
         for pa, pb in zip(pg_a["params"], pg_b["params"]):
-            assert torch.equal(opt_a.state[pa]["momentum_buffer"], opt_b.state[pb]["momentum_buffer"])
+            buf_a, buf_b = opt_a.state[pa]["momentum_buffer"], opt_b.state[pb]["momentum_buffer"]
+            assert torch.equal(buf_a, buf_b)
 
     for j in range(10, 15):  # groups 2 and 3 freeze at 11 and 13 on both
         train_iteration(model_a, fo_a, j, *data[j])
