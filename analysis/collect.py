@@ -3,8 +3,7 @@
 A run directory is any directory holding ``summary.json`` or ``.hydra/config.yaml``. A run killed
 before it wrote ``summary.json`` is kept with status ``incomplete``: no run is ever dropped.
 
-The files are read here rather than with ``freezeout.metrics``: importing anything from the
-``freezeout`` package runs its ``__init__``, which imports torch, and the analysis must not need it.
+Files are read with ``freezeout.metrics``, which needs no torch: the analysis never loads it.
 """
 from __future__ import annotations
 
@@ -12,13 +11,14 @@ import json
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-METRICS_FILE = "metrics.jsonl"  # the names freezeout.metrics writes
-SUMMARY_FILE = "summary.json"
+from freezeout.metrics import METRICS_FILE, SUMMARY_FILE, read_metrics
+
 COMPLETED = "completed"
 INCOMPLETE = "incomplete"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
@@ -109,26 +109,15 @@ def _read_summary(run_dir: Path) -> tuple[dict | None, str | None]:
 
 
 def read_curve(run_dir: Path) -> tuple[list[dict], str | None]:
-    """(records of ``metrics.jsonl``, problem): unparseable lines (a killed run can leave a torn
-    last line) are skipped and named in the problem note."""
-    path = run_dir / METRICS_FILE
-    try:
-        lines = path.read_text().splitlines() if path.exists() else []
-    except OSError as e:
-        return [], f"{METRICS_FILE} unreadable: {e}"
-    records, bad = [], []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    """(records of ``metrics.jsonl``, problem): a torn last line (a killed run can leave one) is
+    skipped and noted; an unreadable file gives no records and says why."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
-            records.append(json.loads(line))
-        except ValueError:
-            bad.append(n)
-    records = [r for r in records if isinstance(r, dict)]
-    if not bad:
-        return records, None
-    torn = " (torn last line: interrupted mid-write)" if bad == [len(lines)] else ""
-    return records, f"{METRICS_FILE}: skipped unparseable line(s) {bad}{torn}"
+            records = read_metrics(run_dir / METRICS_FILE)
+        except (OSError, ValueError) as e:
+            return [], f"{METRICS_FILE} unreadable: {e}"
+    return [r for r in records if isinstance(r, dict)], "; ".join(str(w.message) for w in caught) or None
 
 
 def load_run(run_dir: Path, root: Path) -> dict:

@@ -10,31 +10,11 @@ import json
 import math
 from typing import Any
 
+from freezeout.runkeys import FREEZEOUT_KEYS, NON_SEMANTIC_KEYS, flatten, under
+
 from .collect import COMPLETED, natural_key
 
 BASELINE = "none"
-FREEZEOUT_KEYS = ("strategy", "t_0", "scale_lr", "const_time")
-NON_SEMANTIC_KEYS = ("data.root", "log_every", "resume", "checkpoint", "progress", "predict_time",
-                     "debug")
-
-
-def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values."""
-    if not isinstance(cfg, dict):
-        return {prefix: cfg} if prefix else {}
-    flat: dict[str, Any] = {}
-    for k, v in cfg.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict) and v:
-            flat.update(flatten(v, key))
-        else:
-            flat[key] = v
-    return flat
-
-
-def _dropped(key: str, names: tuple[str, ...]) -> bool:
-    """Whether ``key`` is one of ``names`` or lies under one (``strategy.name``)."""
-    return any(key == n or key.startswith(n + ".") for n in names)
 
 
 def _norm(v: Any) -> Any:
@@ -49,7 +29,7 @@ def semantic_config(cfg: dict | None, drop_seed: bool = False) -> dict[str, Any]
     if not isinstance(cfg, dict):
         return None
     drop = FREEZEOUT_KEYS + NON_SEMANTIC_KEYS + (("seed",) if drop_seed else ())
-    return {k: _norm(v) for k, v in flatten(cfg).items() if not _dropped(k, drop)}
+    return {k: _norm(v) for k, v in flatten(cfg).items() if not under(k, drop)}
 
 
 def pair_key(cfg: dict | None, drop_seed: bool = False) -> str | None:

@@ -1,13 +1,19 @@
-"""FreezeOut: anneal each layer group's learning rate to zero on its own schedule, then freeze it."""
-from .freezer import FreezeOut, freeze_module
-from .schedule import layer_times, learning_rate
-from .speedup import calc_speedup, flops_speedup, paper_speedup
+"""FreezeOut: anneal each layer group's learning rate to zero on its own schedule, then freeze it.
 
-__all__ = ["FreezeOut", "freeze_module", "layer_times", "learning_rate", "calc_speedup",
-           "flops_speedup", "paper_speedup", "train"]
+The top-level names load lazily, so ``freezeout.metrics`` and ``freezeout.schedule`` stay
+importable without torch (the analysis package relies on that).
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "FreezeOut": "freezer", "freeze_module": "freezer", "layer_times": "schedule",
+    "learning_rate": "schedule", "calc_speedup": "speedup", "flops_speedup": "speedup",
+    "paper_speedup": "speedup", "train": "trainer",
+}
+__all__ = sorted(_EXPORTS)
 
 
-def train(cfg, run_dir=None):
-    """Train one run from a config (see :func:`freezeout.trainer.train`)."""
-    from .trainer import train as _train  # imported lazily: the core needs no Hydra/tqdm
-    return _train(cfg, run_dir)
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'freezeout' has no attribute {name!r}")

@@ -26,13 +26,12 @@ from .errors import ConfigError
 from .freezer import FreezeOut
 from .metrics import METRICS_FILE, SUMMARY_FILE, append_metrics, read_json, read_metrics, rewrite_metrics, write_json_atomic
 from .models import build_model
+from .runkeys import NON_SEMANTIC_KEYS, flatten, under
 from .provenance import device_name, git_revision, library_versions
 from .speedup import calc_speedup, group_costs, flops_speedup, paper_speedup
 
 log = logging.getLogger("freezeout")
 
-#: Keys that do not change what a run computes: a resumed run may differ from its checkpoint here.
-NON_SEMANTIC_KEYS = ("data.root", "log_every", "progress", "debug", "checkpoint", "predict_time")
 FINAL_STATUSES = ("completed", "diverged")
 
 
@@ -297,24 +296,14 @@ def _base_summary(cfg, model, data: Splits, device, ipe, total_iters, freezer: F
 
 def _check_same_run(stored: dict, cfg: DictConfig, run_dir: Path) -> None:
     """Refuse to resume or skip over a run directory that holds a different configuration."""
-    current = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    stored = _flatten(stored)
+    current = flatten(OmegaConf.to_container(cfg, resolve=True))
+    stored = flatten(stored)
     differ = sorted(k for k in set(current) | set(stored)
-                    if k not in NON_SEMANTIC_KEYS and current.get(k) != stored.get(k))
+                    if not under(k, NON_SEMANTIC_KEYS) and current.get(k) != stored.get(k))
     if differ:
         shown = ", ".join(f"{k}: {stored.get(k)!r} there, {current.get(k)!r} now" for k in differ[:5])
         raise ConfigError(f"{run_dir} holds a run with a different config ({shown}); "
                           "start this one in a new directory (hydra.run.dir=...)")
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _classes_and_channels(cfg) -> tuple[int, int]:

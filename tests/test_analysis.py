@@ -30,7 +30,7 @@ def make_config(strategy="none", t_0=0.8, seed=0, lr=0.1, scale_lr=True, const_t
         "batch_size": 64, "lr": lr, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
         "seed": seed, "device": "cpu", "eval_test": False, "predict_time": False,
         "precision": "fp32", "channels_last": False, "compile": False, "log_every": 10,
-        "checkpoint": True, "resume": False, "progress": False, "debug": False,
+        "checkpoint": True, "progress": False, "debug": False,
     }
     cfg.update(extra)
     return cfg
@@ -112,7 +112,7 @@ def test_pareto_front():
 def test_pair_key_ignores_freezeout_and_non_semantic_keys():
     base = make_config("none", seed=0)
     fo = make_config("cubic", t_0=0.5, seed=0, scale_lr=False, const_time=True, log_every=1,
-                     resume=True, progress=True, debug=True, predict_time=True, checkpoint=False)
+                     progress=True, debug=True, predict_time=True, checkpoint=False)
     fo["data"]["root"] = "/elsewhere"
     assert pair_key(base) == pair_key(fo)
     assert pair_key(base) != pair_key(make_config("cubic", seed=1))

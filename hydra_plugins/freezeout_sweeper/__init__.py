@@ -15,8 +15,10 @@ from typing import Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
+from freezeout.runkeys import FREEZEOUT_KEYS
+
 #: Settings that mean nothing without freezing (strategy=none trains every group to the end).
-FREEZEOUT_ONLY_KEYS = ("t_0", "scale_lr", "const_time")
+FREEZEOUT_ONLY_KEYS = tuple(k for k in FREEZEOUT_KEYS if k != "strategy")
 BASELINE = ("strategy=none", "strategy.name=none")
 
 

@@ -1,0 +1,30 @@
+"""Which config keys make a run what it is. Shared by the trainer (may a run directory be
+resumed?), the sweeper (which baseline jobs are duplicates?) and the analysis (which baseline
+pairs with which run?). Pure Python, no torch."""
+from __future__ import annotations
+
+from typing import Any
+
+#: Settings of FreezeOut itself: a baseline (strategy none) is the same run whatever they are.
+FREEZEOUT_KEYS = ("strategy", "t_0", "scale_lr", "const_time")
+#: Settings that do not change what a run computes (paths, logging, bookkeeping).
+NON_SEMANTIC_KEYS = ("data.root", "log_every", "checkpoint", "progress", "predict_time", "debug")
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and empty dicts stay values."""
+    if not isinstance(cfg, dict):
+        return {prefix: cfg} if prefix else {}
+    flat: dict[str, Any] = {}
+    for k, v in cfg.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            flat.update(flatten(v, key))
+        else:
+            flat[key] = v
+    return flat
+
+
+def under(key: str, names: tuple[str, ...]) -> bool:
+    """Whether dotted ``key`` is one of ``names`` or lies under one (``strategy.name``)."""
+    return any(key == n or key.startswith(n + ".") for n in names)
