@@ -12,7 +12,7 @@ import resource
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -57,10 +57,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         return previous
 
     torch.manual_seed(cfg.seed)  # before building: the initial weights depend on the seed only
-    spec_model = build_model(cfg.model.name, *_classes_and_channels(cfg), **model_kwargs(cfg))
+    spec = dataset_spec(cfg.data.name)
+    model = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg))
     data = load_data(cfg.data.name, cfg.data.root, device, cfg.data.val_size, cfg.data.subset,
                      with_test=cfg.eval_test, download=cfg.data.download)
-    model = spec_model.to(device)
+    model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if device.type == "cuda":
@@ -123,6 +124,8 @@ def _loop(cfg, model, data: Splits, freezer: FreezeOut, step, generator, state, 
           device, ipe: int, total_iters: int) -> None:
     """Epochs until ``total_iters`` iterations are done; metrics and a checkpoint after each."""
     epochs = math.ceil(total_iters / ipe)
+    # Plain locals: a config lookup per iteration would cost more than the controller's call.
+    log_every, channels_last, augment = cfg.log_every, cfg.channels_last, cfg.data.augment
     bar = tqdm(total=total_iters, initial=state["iteration"], disable=not cfg.progress, unit="it",
                dynamic_ncols=True, mininterval=1.0, desc=f"{cfg.strategy.name} t_0={cfg.t_0}")
     try:
@@ -135,16 +138,15 @@ def _loop(cfg, model, data: Splits, freezer: FreezeOut, step, generator, state, 
             _sync(device)
             start = time.perf_counter()
             j = state["iteration"]
-            for x, y in train_batches(data.train_x, data.train_y, cfg.batch_size, generator,
-                                      cfg.data.augment):
+            for x, y in train_batches(data.train_x, data.train_y, cfg.batch_size, generator, augment):
                 if j >= total_iters:
                     break
                 freezer.step(j)
-                if cfg.channels_last:
+                if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 loss_sum += step(x, y)
                 j, seen = j + 1, seen + 1
-                if j % cfg.log_every == 0:  # the only host sync inside an epoch
+                if j % log_every == 0:  # the only host sync inside an epoch
                     mean_loss = _check_finite(loss_sum.item() / seen, j)
                     bar.set_postfix(loss=f"{mean_loss:.3f}", frozen=f"{freezer.num_frozen}/{len(freezer.groups)}",
                                     val_err=_pct(state["best_val_err"]), refresh=False)
@@ -304,11 +306,6 @@ def _check_same_run(stored: dict, cfg: DictConfig, run_dir: Path) -> None:
         shown = ", ".join(f"{k}: {stored.get(k)!r} there, {current.get(k)!r} now" for k in differ[:5])
         raise ConfigError(f"{run_dir} holds a run with a different config ({shown}); "
                           "start this one in a new directory (hydra.run.dir=...)")
-
-
-def _classes_and_channels(cfg) -> tuple[int, int]:
-    spec = dataset_spec(cfg.data.name)
-    return spec.num_classes, spec.in_channels
 
 
 def _hydra_output_dir() -> Path:

@@ -6,7 +6,6 @@ import itertools
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from conftest import REPO
@@ -65,11 +64,16 @@ def test_validate_names_key_and_value(override, needle):
         validate(cfg)
 
 
-def test_sweep_files_compose():
-    from pathlib import Path
-    names = sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml"))
-    assert {"strategies", "t0_grid", "const_time", "fmnist_cpu"} <= set(names)
-    for name in names:
-        cfg = make_cfg(f"sweeps={name}")
-        params = OmegaConf.select(cfg, "hydra.sweeper.params")  # not in the job config
-        assert params is None or params
+@pytest.mark.parametrize("name", ["strategies", "t0_grid", "const_time", "fmnist_cpu"])
+def test_named_sweeps_compose_and_include_the_baseline(name):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"sweeps={name}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert "none" in params.strategy.split(",") and len(params.strategy.split(",")) >= 2
+    assert len(str(params.seed).split(",")) >= 2
+    assert cfg.hydra.sweeper._target_.endswith("FreezeOutSweeper")
+
+
+def test_every_file_in_sweeps_is_tested():
+    assert sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml")) == sorted(
+        ["strategies", "t0_grid", "const_time", "fmnist_cpu"])
