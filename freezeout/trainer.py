@@ -82,6 +82,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
 
     if cfg.predict_time:
         predicted["time"] = _predict_time_speedup(model, data, cfg, device)
+    log.info("%s (%d layer groups, %.2fM params) on %s: %d iterations (%d a epoch); predicted speedup "
+             "%s", cfg.model.name, len(freezer.groups), sum(p.numel() for p in model.parameters()) / 1e6,
+             device, total_iters, ipe, ", ".join(f"{k} {100 * v:.1f}%" for k, v in predicted.items() if v is not None))
 
     summary = _base_summary(cfg, model, data, device, ipe, total_iters, freezer, predicted)
     state = {"epoch": 0, "iteration": 0, "train_seconds": 0.0, "eval_seconds": 0.0, "best_val_err": None}
