@@ -48,20 +48,20 @@ def main(cfg: DictConfig) -> float:
             raise
         if not in_sweep:
             _exit(f"error: run failed: {type(e).__name__}: {e} (debug=true shows the traceback)", 1)
-        log.error("run %s failed: %s: %s", hydra_cfg.runtime.output_dir, type(e).__name__, e)
+        _record_failure(Path(hydra_cfg.runtime.output_dir), cfg, e)
         return math.nan
     err = summary.get("final_val_err")
     return math.nan if err is None or summary["status"] != "completed" else err
 
 
 def _record_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:
-    """A sweep job with a bad setting: say so in its summary.json, unless that file belongs to a
-    run already there (then the error is about that clash, and the run must stay as it is)."""
-    log.error("run %s rejected: %s", run_dir, error)
+    """A sweep job failed: say so in its summary.json, unless the trainer already did, or that
+    file belongs to another run already there (a config clash: that run must stay as it is)."""
+    log.error("run %s failed: %s: %s", run_dir, type(error).__name__, error)
     if read_json(run_dir / SUMMARY_FILE) is not None:
         return
     write_json_atomic(run_dir / SUMMARY_FILE, {
-        "status": "failed", "error": f"ConfigError: {error}",
+        "status": "failed", "error": f"{type(error).__name__}: {error}",
         "config": OmegaConf.to_container(cfg, resolve=False),
     })
 

@@ -98,7 +98,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         state.update(checkpoint["loop"])
         log.info("resuming %s from epoch %d (iteration %d)", run_dir, state["epoch"], state["iteration"])
     # Each epoch exactly once: drop records written after the checkpoint we resume from.
-    rewrite_metrics(metrics_path, [r for r in read_metrics(metrics_path) if r["epoch"] <= state["epoch"]])
+    records = [r for r in read_metrics(metrics_path) if r["epoch"] <= state["epoch"]]
+    rewrite_metrics(metrics_path, records)
+    if records:  # a run killed after its last checkpoint still reports its final error
+        summary.update(final_val_err=records[-1]["val_err"], final_val_loss=records[-1]["val_loss"])
     summary.update(status="running", started_at=_now())
     write_json_atomic(run_dir / SUMMARY_FILE, summary)
 
