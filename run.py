@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from freezeout.config import register_configs
 from freezeout.errors import ConfigError
 from freezeout.metrics import SUMMARY_FILE, read_json, write_json_atomic
+from freezeout.placement import apply_job_placement  # also registers the launchers' resolvers
 
 log = logging.getLogger("freezeout")
 register_configs()
@@ -37,6 +38,7 @@ def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
+        apply_job_placement(cfg, hydra_cfg)  # GPU and CPU threads, when jobs run side by side
         summary = train(cfg)
     except ConfigError as e:
         if not in_sweep:
@@ -77,4 +79,8 @@ if __name__ == "__main__":
     # One id per launch, inherited by launcher worker processes: output directories of two
     # launches in the same second cannot collide.
     os.environ["FREEZEOUT_LAUNCH_ID"] = time.strftime("%Y-%m-%d/%H-%M-%S") + f"-{os.getpid()}"
+    # Jobs that a launcher starts as new Python processes (submitit, locally or on SLURM nodes)
+    # import this checkout's packages and Hydra plugins, wherever the command is run from.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ["FREEZEOUT_ROOT"],
+                                                             os.environ.get("PYTHONPATH")]))
     main()

@@ -9,8 +9,8 @@ What each launcher needs (``hydra/launcher=...``):
 - ``local`` (submitit_local) starts every job at once, one process each, all seeing the GPUs that
   ``gpus_per_node`` makes visible: a GPU each as above, ``cpus_per_task`` threads.
 - ``slurm``: SLURM gives every job its own allocation; a job's GPUs are its ``cuda:0``,
-  ``cuda:1``... (SLURM sets ``CUDA_VISIBLE_DEVICES``): the device is left alone; the thread count
-  is capped at the CPUs SLURM bound the job to, which torch's default does not look at.
+  ``cuda:1``... (SLURM sets ``CUDA_VISIBLE_DEVICES``): the device is left alone; torch's thread
+  count is set to ``cpus_per_task``, at most the CPUs the job may run on.
 
 GPU indices are always among the visible devices: ``CUDA_VISIBLE_DEVICES`` is honoured by torch.
 Only ``device=auto`` and ``device=cuda`` are placed; ``cpu`` and ``cuda:N`` mean what they say.
@@ -48,9 +48,9 @@ LAUNCHER_KINDS = {
     "SlurmLauncher": "slurm",
 }
 
-# The lock this process holds on its job's GPU: released when the process starts its next job
-# (a loky worker runs many jobs one after another) or exits (the kernel drops flock locks).
-_held_lock: int | None = None
+# The GPU lock this process holds: (file descriptor, GPU index, lock folder). Kept for the next
+# job of the same process (a loky worker runs many, one after another); dropped when it exits.
+_held_lock: tuple[int, int, Path] | None = None
 
 
 # --- pure functions ---------------------------------------------------------------------------
@@ -129,14 +129,19 @@ def claim_gpu(lock_dir: str | Path, preferred: int, num_gpus: int) -> tuple[int,
 
     A job takes a GPU by holding an exclusive ``flock`` on ``lock_dir/cuda{i}.lock``: unlike
     ``job_num % num_gpus`` alone, this stays right when jobs of unequal length finish out of order.
-    The lock is held until this process claims again or exits.
+    A process keeps its GPU until it exits (the kernel then drops the lock): a joblib worker runs
+    all its jobs on one GPU, with one CUDA context and one memory cache.
     """
     import fcntl
 
-    release_gpu()
-    lock_dir = Path(lock_dir)
-    lock_dir.mkdir(parents=True, exist_ok=True)
     global _held_lock
+    lock_dir = Path(lock_dir)
+    if _held_lock is not None:
+        fd, index, held_dir = _held_lock
+        if held_dir == lock_dir and index < num_gpus:
+            return index, True
+        release_gpu()
+    lock_dir.mkdir(parents=True, exist_ok=True)
     for k in range(num_gpus):
         index = (preferred + k) % num_gpus
         fd = os.open(lock_dir / f"cuda{index}.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -147,7 +152,7 @@ def claim_gpu(lock_dir: str | Path, preferred: int, num_gpus: int) -> tuple[int,
             if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 continue
             raise
-        _held_lock = fd
+        _held_lock = (fd, index, lock_dir)
         return index, True
     return preferred % max(1, num_gpus), False
 
@@ -157,7 +162,7 @@ def release_gpu() -> None:
     global _held_lock
     if _held_lock is not None:
         try:
-            os.close(_held_lock)  # closing the descriptor drops its flock
+            os.close(_held_lock[0])  # closing the descriptor drops its flock
         finally:
             _held_lock = None
 

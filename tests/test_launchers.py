@@ -257,19 +257,20 @@ def test_launcher_kinds_and_their_threads():
 def test_claim_gpu_skips_gpus_other_jobs_hold(tmp_path):
     import fcntl
 
-    def hold(index: int) -> int:  # another job of the sweep, holding a GPU
+    def hold(index: int) -> int:  # another job of the sweep, holding a GPU (raises if it cannot)
         fd = os.open(tmp_path / f"cuda{index}.lock", os.O_RDWR | os.O_CREAT)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return fd
 
     others = [hold(0)]
     try:
-        assert claim_gpu(tmp_path, preferred=0, num_gpus=2) == (1, True)  # 0 is taken: next one
-        assert claim_gpu(tmp_path, preferred=1, num_gpus=2) == (1, True)  # its own, claimed again
-        others.append(os.open(tmp_path / "cuda1.lock", os.O_RDWR))
+        assert claim_gpu(tmp_path, preferred=0, num_gpus=3) == (1, True)  # 0 is taken: the next one
+        assert claim_gpu(tmp_path, preferred=2, num_gpus=3) == (1, True)  # a process keeps its GPU
+        with pytest.raises(BlockingIOError):
+            hold(1)
         release_gpu()
-        fcntl.flock(others[-1], fcntl.LOCK_EX | fcntl.LOCK_NB)  # released: free for others
-        assert claim_gpu(tmp_path, preferred=1, num_gpus=2) == (1, False)  # all taken: share
+        others += [hold(1), hold(2)]  # released: free for the others
+        assert claim_gpu(tmp_path, preferred=4, num_gpus=3) == (1, False)  # all taken: share
     finally:
         release_gpu()
         for fd in others:
