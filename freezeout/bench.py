@@ -9,14 +9,15 @@ soon as it is measured, and everything is written to ``--out`` as JSON.
 Sections:
 
 - **time model**: median step time with the first ``k`` groups frozen, for every freezing stage of
-  the schedules (``speedup.measure_stage_seconds`` with the trainer's step, stages measured in
-  forward then reverse order on alternate repeats), integrated by ``speedup.time_speedup``: this
-  is exactly ``calc_speedup(method="time")``, measured once for all ``--t0`` values.
+  the schedules (``speedup.measure_stage_seconds`` with the trainer's step; all stages once per
+  repeat, best of repeats), integrated by ``speedup.time_speedup``: ``calc_speedup(method="time")``,
+  measured once for all ``--t0``.
 - **realisation**: ``trainer.train`` on a composed config (the real harness), baseline and FreezeOut
-  in this process, ``--repeats`` times, in the order B, F(t0_1), F(t0_2) and reversed on every
-  other repeat (B F F | F F B ...), so a linear drift of the machine cancels out of the means.
-  measured speedup = 1 - mean FreezeOut train_seconds / mean baseline train_seconds (training
-  steps only, synchronised on CUDA); reported against the time and FLOP predictions.
+  in this process, alternating ``--repeats`` times: B F(t0_1) F(t0_2) B F(t0_1) F(t0_2) ...
+  measured speedup = 1 - FreezeOut train_seconds / baseline train_seconds (training steps only,
+  synchronised on CUDA), each the best of its repeats: contention from other jobs only ever slows
+  a run down, and alternating keeps a burst from hitting every run of one kind (the mean-based
+  figure is in the JSON too). Reported against the time and FLOP predictions.
 - **throughput**: images per second of those runs, baseline and FreezeOut at the last ``--t0``.
 - **overhead**: the trainer's loop (controller with ``strategy=none``, ``make_train_step``, loss read
   back every ``log_every``) against a bare PyTorch loop (plain SGD over all parameters), same
@@ -29,11 +30,14 @@ Sections:
   configuration (RSS only grows within a process).
 - **compile** (``--compile``): dynamo's graph counts of the baseline and FreezeOut runs: graphs
   compiled when groups freeze, and hits of dynamo's recompile limit (after which code runs eager).
+  ``--compile`` applies to the runs and the time model; the overhead, frozen-prefix and memory
+  comparisons stay eager (two models compiled in one process would share dynamo's caches).
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 import os
@@ -91,8 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2, help="baseline/FreezeOut rounds (and time-model rounds)")
     p.add_argument("--strategy", default="cubic", choices=("linear", "squared", "cubic"))
     p.add_argument("--t0", type=float, nargs="+", default=[0.5, 0.8], help="t_0 values to realise")
-    p.add_argument("--stage-steps", type=int, default=4, help="timed steps per time-model stage and repeat")
-    p.add_argument("--chunks", type=int, default=6, help="alternating chunk pairs in the step-time comparisons")
+    p.add_argument("--stage-steps", type=int, default=8, help="timed steps per time-model stage and repeat")
+    p.add_argument("--chunks", type=int, default=12, help="alternating chunk pairs in the step-time comparisons")
     p.add_argument("--chunk-steps", type=int, default=4, help="steps per chunk")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
@@ -112,7 +116,10 @@ def model_overrides(args: argparse.Namespace) -> list[str]:
     """``model.KEY=VALUE`` overrides: --depth/--growth-rate where the model takes them, --hparam."""
     from .models import model_hparams
 
-    accepted = model_hparams(args.model)
+    try:
+        accepted = model_hparams(args.model)
+    except ValueError as e:  # unknown model: say which exist
+        raise SystemExit(f"error: {e}") from None
     hparams = {"depth": args.depth, "growth_rate": args.growth_rate}
     out = [f"model.{k}={v}" for k, v in hparams.items() if k in accepted]
     for item in args.hparam:
@@ -210,12 +217,14 @@ def frozen_controller(model, k: int, cfg):
 class HarnessLoop:
     """The inner loop of ``trainer._loop``, step for step: draw a batch, ``freezer.step(j)``,
     channels-last input, the trainer's step, loss summed on the device and read back every
-    ``log_every`` iterations (the loop's only host sync)."""
+    ``log_every`` iterations (the loop's only host sync). Settings are plain attributes, as the
+    trainer's are plain locals: a config lookup per step costs more than the controller."""
 
     def __init__(self, model, freezer, j: int, cfg, device, batches, compile_model: bool = False):
         from .trainer import make_train_step
 
-        self.freezer, self.j, self.cfg, self.batches = freezer, j, cfg, batches
+        self.freezer, self.j, self.batches = freezer, j, batches
+        self.log_every, self.channels_last = int(cfg.log_every), bool(cfg.channels_last)
         self.step = make_train_step(model, freezer.optimizer, cfg.precision, device, compile_model)
         self.loss_sum = torch.zeros((), device=device)
         self.seen = 0
@@ -224,11 +233,11 @@ class HarnessLoop:
         for _ in range(steps):
             x, y = next(self.batches)
             self.freezer.step(self.j)
-            if self.cfg.channels_last:
+            if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             self.loss_sum += self.step(x, y)
             self.j, self.seen = self.j + 1, self.seen + 1
-            if self.j % self.cfg.log_every == 0:
+            if self.j % self.log_every == 0:
                 self.loss_sum.item() / self.seen
 
 
@@ -238,7 +247,8 @@ class BareLoop:
     forward pass alone: ``model(x)`` + loss in train mode, the graph recorded and dropped."""
 
     def __init__(self, model, cfg, device, batches, backward: bool = True):
-        self.model, self.cfg, self.device, self.batches, self.backward = model, cfg, device, batches, backward
+        self.model, self.device, self.batches, self.backward = model, device, batches, backward
+        self.log_every, self.channels_last = int(cfg.log_every), bool(cfg.channels_last)
         self.amp = _amp_dtype(cfg.precision)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         self.opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -248,7 +258,7 @@ class BareLoop:
     def run(self, steps: int) -> None:
         for _ in range(steps):
             x, y = next(self.batches)
-            if self.cfg.channels_last:
+            if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
                 loss = F.cross_entropy(self.model(x), y)
@@ -262,7 +272,7 @@ class BareLoop:
                     loss.backward()
                     self.opt.step()
             self.j += 1
-            if self.j % self.cfg.log_every == 0:
+            if self.j % self.log_every == 0:
                 loss.item()
 
 
@@ -302,6 +312,7 @@ def time_model(model0, data, cfg, device, t0s: list[float], strategy: str, repea
     stages = sorted(set().union(*(freezing_stages(s) for s in schedules.values())))
     stream = batch_stream(data, cfg.batch_size, cfg.seed + 1, cfg.data.augment)
     cached: dict[str, Any] = {}
+    channels_last = bool(cfg.channels_last)  # a plain local: this runs inside the timed step
 
     def step_fn(probe, optimizer, x, y):
         """The trainer's step, built once per probe (so a compiled probe compiles once, in warmup)."""
@@ -310,24 +321,23 @@ def time_model(model0, data, cfg, device, t0s: list[float], strategy: str, repea
                 _dynamo_reset()  # each probe starts within dynamo's recompile limit
             cached.update(optimizer=optimizer,
                           step=make_train_step(probe, optimizer, cfg.precision, device, cfg.compile))
-        if cfg.channels_last:
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         cached["step"](x, y)
 
     say(f"time model: median step seconds with k of {n} groups frozen ({steps} steps per stage, "
-        f"{repeats} repeat(s), stage order reversed on odd repeats)")
+        f"{repeats} repeat(s), best of repeats)")
     samples: dict[int, list[float]] = {k: [] for k in stages}
     for r in range(repeats):
-        order = stages if r % 2 == 0 else stages[::-1]
         line = []
-        for k in order:
+        for k in stages:  # the same order each repeat: two samples of a stage lie a sweep apart
             seconds = measure_stage_seconds(model0, lambda: next(stream), [k], steps=steps, warmup=1,
                                             step_fn=step_fn)[k]
             samples[k].append(seconds)
             line.append(f"k={k}:{seconds:.4f}")
         say(f"  repeat {r + 1}: " + "  ".join(line))
     cached.clear()
-    stage_seconds = {k: statistics.mean(v) for k, v in samples.items()}
+    stage_seconds = {k: min(v) for k, v in samples.items()}  # best of repeats, as for the runs
     costs = group_costs(model0, (1, *data.train_x.shape[1:]))
     predicted = {}
     for t in t0s:
@@ -360,14 +370,14 @@ def compile_counts() -> dict[str, int]:
 
 
 def realisation(args, configs: dict, predicted: dict, workdir: Path) -> dict:
-    """Baseline and FreezeOut runs through ``trainer.train``, in B F.. | ..F B order."""
+    """Baseline and FreezeOut runs through ``trainer.train``, alternating: B F.. B F.. ..."""
     from .trainer import train
 
     labels = ["baseline", *(f"t_0={t}" for t in args.t0)]
     runs = []
-    say(f"realisation: trainer.train runs, {args.repeats} repeat(s), order reversed on odd repeats")
+    say(f"realisation: trainer.train runs, {args.repeats} repeat(s) of {' '.join(labels)}, best of repeats")
     for r in range(args.repeats):
-        for label in (labels if r % 2 == 0 else labels[::-1]):
+        for label in labels:
             cfg = configs[label]
             if cfg.compile:
                 _dynamo_reset()
@@ -386,33 +396,41 @@ def realisation(args, configs: dict, predicted: dict, workdir: Path) -> dict:
                 f"frozen {run['frozen_groups']}/{summary['num_groups']}"
                 + (f"  graphs {run['compile']['unique_graphs']}" if run["compile"] else ""))
 
-    def mean_seconds(label):
-        return statistics.mean(x["train_seconds"] for x in runs if x["label"] == label)
+    def seconds_of(label, pick):
+        return pick([x["train_seconds"] for x in runs if x["label"] == label])
 
-    base = mean_seconds("baseline")
+    base, base_mean = seconds_of("baseline", min), seconds_of("baseline", statistics.mean)
     by_t0 = []
-    say(f"  {'t_0':>5} {'measured':>9} {'pred time':>10} {'pred flops':>11} {'meas/time':>10} {'meas/flops':>11}")
+    say(f"  {'t_0':>5} {'measured':>9} {'pred time':>10} {'pred flops':>11} {'meas/time':>10} {'meas/flops':>11}"
+        f"  {'(mean of repeats)':>18}")
     for t in args.t0:
-        measured = 1.0 - mean_seconds(f"t_0={t}") / base
-        row = {"t_0": t, "baseline_seconds": base, "freezeout_seconds": mean_seconds(f"t_0={t}"),
-               "measured_speedup": measured, "predicted_time": predicted[t]["time"],
+        fo, fo_mean = seconds_of(f"t_0={t}", min), seconds_of(f"t_0={t}", statistics.mean)
+        measured = 1.0 - fo / base
+        row = {"t_0": t, "baseline_seconds": base, "freezeout_seconds": fo, "measured_speedup": measured,
+               "measured_speedup_mean": 1.0 - fo_mean / base_mean, "predicted_time": predicted[t]["time"],
                "predicted_flops": predicted[t]["flops"],
                "realisation_time": _ratio(measured, predicted[t]["time"]),
                "realisation_flops": _ratio(measured, predicted[t]["flops"])}
         by_t0.append(row)
         say(f"  {t:>5} {_pct(measured):>9} {_pct(row['predicted_time']):>10} {_pct(row['predicted_flops']):>11} "
-            f"{_num(row['realisation_time']):>10} {_num(row['realisation_flops']):>11}")
-    return {"order": "B F.. | ..F B (reversed on odd repeats)", "runs": runs, "by_t0": by_t0}
+            f"{_num(row['realisation_time']):>10} {_num(row['realisation_flops']):>11}"
+            f"  {_pct(row['measured_speedup_mean']):>18}")
+    return {"order": "alternating: " + ", ".join(labels) + ", repeated", "runs": runs, "by_t0": by_t0,
+            "seconds": "best of repeats (contention only slows a run down); *_mean: mean of repeats"}
 
 
 def throughput(runs: list[dict], t_0: float, batch_size: int) -> dict:
-    """Images per second over the whole schedule, all repeats pooled."""
-    def pooled(label):
+    """Images per second over the whole schedule: the best repeat, and all repeats pooled."""
+    def rate(label, pooled=False):
         chosen = [x for x in runs if x["label"] == label]
-        return batch_size * sum(x["iterations"] for x in chosen) / sum(x["train_seconds"] for x in chosen)
+        if pooled:
+            return batch_size * sum(x["iterations"] for x in chosen) / sum(x["train_seconds"] for x in chosen)
+        return max(x["images_per_second"] for x in chosen)
 
-    out = {"baseline_images_per_second": pooled("baseline"),
-           "freezeout_images_per_second": pooled(f"t_0={t_0}"), "freezeout_t_0": t_0}
+    out = {"baseline_images_per_second": rate("baseline"),
+           "freezeout_images_per_second": rate(f"t_0={t_0}"), "freezeout_t_0": t_0,
+           "baseline_images_per_second_mean": rate("baseline", True),
+           "freezeout_images_per_second_mean": rate(f"t_0={t_0}", True)}
     say(f"throughput: baseline {out['baseline_images_per_second']:.1f} img/s, FreezeOut t_0={t_0} "
         f"{out['freezeout_images_per_second']:.1f} img/s")
     return out
@@ -501,7 +519,7 @@ def memory(model0, data, cfg, device, args, argv: list[str]) -> dict:
         loop = HarnessLoop(model, freezer, j, cfg, device,
                            batch_stream(data, cfg.batch_size, cfg.seed, cfg.data.augment))
         loop.run(1)  # gradients and momentum buffers exist from now on
-        row = {"frozen_groups": k, **model_memory(model, freezer, lambda: loop.run(1))}
+        row = {"frozen_groups": k, **model_memory(model, freezer, functools.partial(loop.run, 1))}
         row["cuda_peak_mb"] = row["cuda_step_peak_mb"] = None
         if device.type == "cuda":
             _sync(device)
@@ -676,6 +694,10 @@ def compile_section(runs: list[dict], t_0: float) -> dict:
     say(f"compile: baseline {base:g} graphs, FreezeOut t_0={t_0} {fo:g} graphs -> {fo - base:g} recompiles "
         f"from freezing; recompile-limit ({out['recompile_limit']}) hits: baseline "
         f"{out['baseline_recompile_limit_hits']:g}, FreezeOut {out['freezeout_recompile_limit_hits']:g}")
+    if out["baseline_recompile_limit_hits"] or out["freezeout_recompile_limit_hits"]:
+        say("  dynamo refused further recompiles: from then on the code objects it names run eager, so the "
+            "count above is capped (torch._dynamo.config.recompile_limit)")
+    say("  note: train_seconds include compilation, so the measured speedups above pay for recompiles")
     return out
 
 
@@ -714,5 +736,18 @@ def print_summary(r: dict) -> None:
             f"limit hits {c['freezeout_recompile_limit_hits']:g}")
 
 
+def cli() -> None:
+    """``python -m freezeout.bench``: bad settings end in one line naming them, not a traceback."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .errors import ConfigError
+
+    try:
+        main()
+    except (ConfigError, HydraException, OmegaConfBaseException) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 if __name__ == "__main__":
-    main()
+    cli()

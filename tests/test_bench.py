@@ -56,7 +56,7 @@ def test_time_model_and_realisation(result):
     tm = r["time_model"]
     assert tm["stages"][0] == 0 and all(_positive(v) for v in tm["stage_seconds"].values())
     runs = r["realisation"]["runs"]
-    assert [x["label"] for x in runs] == ["baseline", "t_0=0.5", "t_0=0.8"]  # one repeat: B F F
+    assert [x["label"] for x in runs] == ["baseline", "t_0=0.5", "t_0=0.8"]  # alternating: B F F, B F F, ...
     for run in runs:
         assert run["iterations"] == 8 and _positive(run["train_seconds"]) and _positive(run["images_per_second"])
     assert runs[0]["frozen_groups"] == 0 and runs[1]["frozen_groups"] > 0
