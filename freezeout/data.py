@@ -166,13 +166,14 @@ def load_data(name: str, root: str | Path, device: torch.device, val_size: int =
     root = Path(root).expanduser()
     images, labels = _raw_arrays(name, root, train=True, download=download)
     n_train = _check_loaded_size(name, root, len(images), val_size, subset)
-    x = _normalise(images, spec, device)
-    y = labels.to(device)
+    # Only the kept images are converted: a small subset must not hold the whole set in memory.
+    train_x, val_x = _normalise(images[:n_train], spec, device), _normalise(images[-val_size:], spec, device)
     test_x = test_y = None
     if with_test:
         t_images, t_labels = _raw_arrays(name, root, train=False, download=download)
         test_x, test_y = _normalise(t_images, spec, device), t_labels.to(device)
-    return Splits(x[:n_train], y[:n_train], x[-val_size:], y[-val_size:], test_x, test_y, spec)
+    return Splits(train_x, labels[:n_train].to(device), val_x, labels[-val_size:].to(device), test_x,
+                  test_y, spec)
 
 
 def _check_loaded_size(name: str, root: Path, n: int, val_size: int, subset: int | None) -> int:
@@ -203,6 +204,15 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> 
 def iterations_per_epoch(n: int, batch_size: int) -> int:
     """Full batches per epoch (the last partial batch is dropped, so every step sees ``batch_size``)."""
     return n // batch_size
+
+
+def batch_stream(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int,
+                 augment: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless training batches, epoch after epoch, from their own generator (equal seeds give
+    equal batches): for measurements that must not touch a run's random streams."""
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    while True:
+        yield from train_batches(x, y, batch_size, generator, augment)
 
 
 def train_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,

@@ -1,6 +1,7 @@
 """What makes a run reproducible beyond its config: library versions and the git revision."""
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 from importlib import metadata
@@ -24,8 +25,13 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
+@functools.lru_cache(maxsize=None)
 def git_revision() -> str | None:
-    """``HEAD``'s commit of the project's checkout, suffixed ``-dirty`` with uncommitted changes."""
+    """``HEAD``'s commit of the project's checkout, suffixed ``-dirty`` with uncommitted changes.
+
+    Read once per process, at the first run: the code a process runs is the code it loaded then,
+    whatever happens to the working tree during a long sweep.
+    """
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()

@@ -8,6 +8,7 @@ stage over the schedule. The pure formulas take plain numbers so they are trivia
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from typing import Callable, Mapping, Sequence
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .devices import synchronize
 from .schedule import check_strategy, check_t_0, layer_times, scale
 
 METHODS = ("flops", "paper", "time")
@@ -126,32 +128,32 @@ def measure_stage_seconds(
     stages: Sequence[int],
     steps: int = 5,
     warmup: int = 2,
-    step_fn: Callable | None = None,
+    make_step: Callable | None = None,
 ) -> dict[int, float]:
-    """Median training step time (s) with the first ``k`` groups frozen, for each ``k`` in ``stages``.
+    """Median seconds of one training step with the first ``k`` groups frozen, for each ``k`` in
+    ``stages``. Drawing the batch is part of the step, as it is of a run's ``train_seconds``.
 
-    Works on a deep copy, so the caller's model and its statistics stay untouched. ``step_fn(model,
-    optimizer, x, y)`` runs one step; the default is cross-entropy + SGD, like the trainer.
+    Works on deep copies, so the caller's model and its statistics stay untouched.
+    ``make_step(model, optimizer)`` returns the step function ``step(x, y)``, built once per stage
+    (so a compiled step compiles during warm-up); the default is cross-entropy + SGD.
     """
     from .freezer import freeze_module  # local: keeps speedup.py free of the controller at import
 
-    step_fn = step_fn or default_train_step
+    make_step = make_step or (lambda m, opt: functools.partial(default_train_step, m, opt))
     device = next(model.parameters()).device
     results: dict[int, float] = {}
     for k in sorted(set(stages)):
         probe = copy.deepcopy(model).train()
-        groups = probe.layer_groups()
-        for g in groups[:k]:
+        for g in probe.layer_groups()[:k]:
             freeze_module(g)
         params = [p for p in probe.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(params, lr=0.0, momentum=0.9, nesterov=True, weight_decay=1e-4)
+        step = make_step(probe, torch.optim.SGD(params, lr=0.0, momentum=0.9, nesterov=True, weight_decay=1e-4))
         samples = []
         for s in range(warmup + steps):
-            x, y = make_batch()
-            _synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
-            step_fn(probe, optimizer, x, y)
-            _synchronize(device)
+            step(*make_batch())
+            synchronize(device)
             if s >= warmup:
                 samples.append(time.perf_counter() - start)
         results[k] = sorted(samples)[len(samples) // 2]
@@ -166,12 +168,6 @@ def default_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x, y)
     optimizer.step()
 
 
-def _synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so a step's wall-clock time includes it (no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def calc_speedup(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -179,13 +175,13 @@ def calc_speedup(
     strategy: str,
     method: str = "flops",
     make_batch: Callable | None = None,
-    step_fn: Callable | None = None,
+    make_step: Callable | None = None,
 ) -> float:
     """Predicted fraction of training time saved by FreezeOut for ``model`` on ``input_shape``.
 
     ``method``: ``flops`` (default), ``paper`` (DenseNet-BC on 32x32 only) or ``time`` (measures
     step times on the model's device; needs ``make_batch`` returning a training batch, and takes
-    an optional ``step_fn(model, optimizer, x, y)``, see :func:`measure_stage_seconds`).
+    an optional ``make_step(model, optimizer)``, see :func:`measure_stage_seconds`).
     """
     check_t_0(t_0)
     check_strategy(strategy)
@@ -199,6 +195,6 @@ def calc_speedup(
         if make_batch is None:
             raise ValueError("method='time' needs make_batch, a function returning (x, y)")
         times = layer_times(len(model.layer_groups()), t_0, strategy)
-        measured = measure_stage_seconds(model, make_batch, freezing_stages(times), step_fn=step_fn)
+        measured = measure_stage_seconds(model, make_batch, freezing_stages(times), make_step=make_step)
         return time_speedup(measured, times)
     raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(METHODS)}")

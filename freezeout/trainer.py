@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +20,8 @@ from tqdm import tqdm
 
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .config import model_kwargs, validate
-from .data import Splits, dataset_spec, iterations_per_epoch, load_data, train_batches
+from .data import Splits, batch_stream, dataset_spec, iterations_per_epoch, load_data, train_batches
+from .devices import autocast_dtype, peak_memory_mb, synchronize
 from .errors import ConfigError
 from .freezer import FreezeOut
 from .metrics import METRICS_FILE, SUMMARY_FILE, append_metrics, read_json, read_metrics, rewrite_metrics, write_json_atomic
@@ -141,7 +141,7 @@ def _loop(cfg, model, data: Splits, freezer: FreezeOut, step, generator, state, 
                 torch.cuda.reset_peak_memory_stats(device)
             loss_sum = torch.zeros((), device=device)
             seen = 0
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             j = state["iteration"]
             for x, y in train_batches(data.train_x, data.train_y, cfg.batch_size, generator, augment):
@@ -157,7 +157,7 @@ def _loop(cfg, model, data: Splits, freezer: FreezeOut, step, generator, state, 
                     bar.set_postfix(loss=f"{mean_loss:.3f}", frozen=f"{freezer.num_frozen}/{len(freezer.groups)}",
                                     val_err=_pct(state["best_val_err"]), refresh=False)
                     bar.update(j - bar.n)
-            _sync(device)
+            synchronize(device)
             epoch_seconds = time.perf_counter() - start
             train_loss = _check_finite(loss_sum.item() / max(seen, 1), j)
             bar.update(j - bar.n)
@@ -200,12 +200,20 @@ class TrainStep:
 
     def __init__(self, model, optimizer, precision: str, device: torch.device, compile_model: bool = False):
         self.model, self.optimizer, self.device = model, optimizer, device
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.amp_dtype = autocast_dtype(precision)
         self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         if compile_model:
             # One compiled graph per layer group: freezing a group recompiles that group (and the
             # next, whose input stops requiring grad) once, instead of the whole model per stage.
-            for group in model.layer_groups():
+            # Groups share code objects (every bottleneck runs the same forward), so dynamo's
+            # per-code recompile limit must cover all groups' variants, or it silently falls
+            # back to eager for the rest.
+            groups = model.layer_groups()
+            limit = 4 * len(groups)
+            dynamo_config = torch._dynamo.config
+            name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), limit))
+            for group in groups:
                 group.compile()
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -233,7 +241,7 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, precision: str, device: to
     """Mean cross-entropy and error rate (fraction) of ``model`` on ``(x, y)``, in eval mode."""
     was_training = model.training
     model.eval()
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    amp_dtype = autocast_dtype(precision)
     loss_sum = torch.zeros((), device=device)
     wrong = torch.zeros((), device=device, dtype=torch.long)
     for i in range(0, len(x), batch_size):
@@ -243,13 +251,6 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, precision: str, device: to
         wrong += (out.argmax(1) != y[i:i + batch_size]).sum()
     model.train(was_training)
     return loss_sum.item() / len(x), wrong.item() / len(x)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory in MiB: the CUDA allocator's peak this epoch, or the process's peak RSS on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def _predicted_speedups(model, input_shape, cfg) -> dict[str, float | None]:
@@ -263,23 +264,24 @@ def _predicted_speedups(model, input_shape, cfg) -> dict[str, float | None]:
 
 
 def _predict_time_speedup(model, data: Splits, cfg, device) -> float:
-    """The time model, measured on this run's device, model and batch size, without touching the
-    run's random streams (so a run trains the same with or without it)."""
+    """The time model, measured on this run's device, model, batch size and step settings, from
+    its own batch stream and without touching the run's random streams (so a run trains the same
+    with or without it)."""
+    channels_last = cfg.channels_last
+    stream = batch_stream(data.train_x, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment)
+
+    def make_batch():
+        x, y = next(stream)
+        return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
+
+    def make_step(probe, optimizer):
+        return make_train_step(probe, optimizer, cfg.precision, device, cfg.compile)
+
     devices = [device] if device.type == "cuda" else []
+    start = time.perf_counter()
     with torch.random.fork_rng(devices=devices):
-        gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-
-        def make_batch():
-            return next(train_batches(data.train_x, data.train_y, cfg.batch_size, gen, cfg.data.augment))
-
-        start = time.perf_counter()
-        def step_fn(probe, optimizer, x, y):
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            make_train_step(probe, optimizer, cfg.precision, device)(x, y)
-
         speedup = calc_speedup(model, (1, *data.train_x.shape[1:]), cfg.t_0, cfg.strategy.name,
-                               method="time", make_batch=make_batch, step_fn=step_fn)
+                               method="time", make_batch=make_batch, make_step=make_step)
     log.info("time-model speedup %.1f%% (measured in %.1f s)", 100 * speedup, time.perf_counter() - start)
     return speedup
 
@@ -325,11 +327,6 @@ def _check_finite(value: float, iteration: int) -> float:
     if not math.isfinite(value):
         raise Diverged(f"training loss became {value} by iteration {iteration}")
     return value
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _pct(err: float | None) -> str:

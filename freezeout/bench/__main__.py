@@ -1,0 +1,4 @@
+"""``python -m freezeout.bench``."""
+from . import cli
+
+cli()
