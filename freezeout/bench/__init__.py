@@ -8,7 +8,7 @@ soon as it is measured, and everything is written to ``--out`` as JSON.
 
 Sections:
 
-- **time model**: median step time with the first ``k`` groups frozen, for every freezing stage of
+- **time model**: step time (lower quartile) with the first ``k`` groups frozen, for every freezing stage of
   the schedules (``speedup.measure_stage_seconds`` with the trainer's step; all stages once per
   repeat, best of repeats), integrated by ``speedup.time_speedup``: ``calc_speedup(method="time")``,
   measured once for all ``--t0``.

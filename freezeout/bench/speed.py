@@ -39,13 +39,13 @@ def time_model(model0, data, cfg, device, t0s: list[float], strategy: str, repea
             _dynamo_reset()  # each probe starts within dynamo's recompile limit
         return make_train_step(probe, optimizer, cfg.precision, device, cfg.compile)
 
-    say(f"time model: median step seconds with k of {n} groups frozen ({steps} steps per stage, "
+    say(f"time model: step seconds (lower quartile) with k of {n} groups frozen ({steps} steps per stage, "
         f"{repeats} repeat(s), best of repeats)")
     samples: dict[int, list[float]] = {k: [] for k in stages}
     for r in range(repeats):
         line = []
         for k in stages:  # the same order each repeat: two samples of a stage lie a sweep apart
-            seconds = measure_stage_seconds(model0, make_batch, [k], steps=steps, warmup=1,
+            seconds = measure_stage_seconds(model0, make_batch, [k], steps=steps, warmup=2,
                                             make_step=make_step)[k]
             samples[k].append(seconds)
             line.append(f"k={k}:{seconds:.4f}")
