@@ -89,9 +89,10 @@ def register_configs() -> None:
     """Register the schema and the per-model schemas with Hydra's ConfigStore."""
     cs = ConfigStore.instance()
     cs.store(name="freezeout_schema", node=Config)
-    cs.store(group="model", name="densenet_schema", node=DenseNetConfig)
-    cs.store(group="model", name="wrn_schema", node=WRNConfig)
-    cs.store(group="model", name="vgg_schema", node=VGGConfig)
+    # In a group of their own, so that `model=` lists only the real choices.
+    cs.store(group="schema/model", name="densenet", node=DenseNetConfig)
+    cs.store(group="schema/model", name="wrn", node=WRNConfig)
+    cs.store(group="schema/model", name="vgg", node=VGGConfig)
 
 
 def resolve_device(device: str) -> torch.device:

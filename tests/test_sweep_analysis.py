@@ -33,14 +33,18 @@ def test_analysis_of_a_real_sweep_uses_the_runs_own_timings(tmp_path, fmnist_roo
         assert (out / name).stat().st_size > 0, name
     assert "| cubic |" in (out / "summary.md").read_text() and "| cubic |" in proc.stdout
 
-    summaries = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("run_*/summary.json")}
+    dirs = {}  # (strategy, seed) -> run directory name, read from each run's own summary
+    summaries = {}
+    for path in sweep.glob("run_*/summary.json"):
+        s = json.loads(path.read_text())
+        dirs[s["strategy"], s["seed"]] = path.parent.name
+        summaries[path.parent.name] = s
     assert len(summaries) == 4 and all(s["status"] == "completed" for s in summaries.values())
     runs = pd.read_csv(out / "runs.csv").set_index("dir")
     for seed in (0, 1):
-        fo = summaries[f"run_seed={seed},strategy=cubic,t_0=0.5"]
-        base = summaries[f"run_seed={seed},strategy=none"]
-        row = runs.loc[f"run_seed={seed},strategy=cubic,t_0=0.5"]
-        assert row["baseline_dir"] == f"run_seed={seed},strategy=none"
+        fo, base = summaries[dirs["cubic", seed]], summaries[dirs["none", seed]]
+        row = runs.loc[dirs["cubic", seed]]
+        assert row["baseline_dir"] == dirs["none", seed]
         assert row["measured_speedup"] == pytest.approx(1 - fo["train_seconds"] / base["train_seconds"])
         assert row["relative_error"] == pytest.approx(
             (fo["final_val_err"] - base["final_val_err"]) / base["final_val_err"])
