@@ -19,6 +19,18 @@ TINY = [
 ]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for modules of tiny in-process models: as fast, and it cannot thrash when
+    other jobs share the CPU (two OpenMP threads on a busy 2-core machine made a step ~100x slower)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def fmnist_root(tmp_path_factory) -> Path:
     """A data root holding Fashion-MNIST, unpacked from the system copy (no network needed)."""

@@ -13,14 +13,7 @@ from freezeout.schedule import learning_rate
 BATCH = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These convs are tiny: one thread is as fast, and cannot thrash when other jobs share the CPU
-    (two OpenMP threads on a busy 2-core machine made a step ~100x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_densenet(seed: int = 0) -> nn.Module:

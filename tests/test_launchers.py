@@ -181,7 +181,6 @@ def test_slurm_config_composes_with_the_documented_overrides(tmp_path):
 
 def test_slurm_launcher_renders_the_sbatch_script(tmp_path, monkeypatch):
     """Through the plugin's own launch(), up to the sbatch call: the overrides reach the script."""
-    submitit = pytest.importorskip("submitit")
     from submitit.core import utils as submitit_utils
     from submitit.slurm.slurm import SlurmExecutor
 

@@ -16,14 +16,7 @@ SMALL = {
 SHAPES = [(2, 1, 28, 28), (2, 3, 32, 32)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These convs are tiny: one thread is as fast, and cannot thrash when other jobs share the CPU
-    (two OpenMP threads on a busy 2-core machine made a step ~100x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build_small(name: str, in_channels: int) -> nn.Module:

@@ -29,14 +29,7 @@ PAPER_COSTS_K2_L10 = [110592, 180224, 40960, 10240]
 SUM_C = 342016
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These convs are tiny: one thread is as fast, and cannot thrash when other jobs share the CPU
-    (two OpenMP threads on a busy 2-core machine made a step ~100x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_paper_costs_hand_computed():
