@@ -169,6 +169,11 @@ def default_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x, y)
     optimizer.step()
 
 
+def paper_applies(model: nn.Module, input_shape: Sequence[int]) -> bool:
+    """Whether the ``paper`` model is defined here: a DenseNet-BC on 32x32 inputs."""
+    return hasattr(model, "growth_rate") and tuple(input_shape[-2:]) == (32, 32)
+
+
 def calc_speedup(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -189,7 +194,7 @@ def calc_speedup(
     if method == "flops":
         return flops_speedup(group_costs(model, input_shape), t_0, strategy)
     if method == "paper":
-        if not (hasattr(model, "growth_rate") and tuple(input_shape[-2:]) == (32, 32)):
+        if not paper_applies(model, input_shape):
             raise ValueError("method='paper' is defined for DenseNet-BC on 32x32 inputs only")
         return paper_speedup(model.growth_rate, model.depth, t_0, strategy)
     if method == "time":

@@ -28,7 +28,7 @@ from .metrics import METRICS_FILE, SUMMARY_FILE, append_metrics, read_json, read
 from .models import build_model
 from .runkeys import NON_SEMANTIC_KEYS, flatten, under
 from .provenance import device_name, git_revision, library_versions
-from .speedup import calc_speedup, group_costs, flops_speedup, paper_speedup
+from .speedup import calc_speedup, paper_applies
 
 log = logging.getLogger("freezeout")
 
@@ -56,14 +56,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         log.info("%s already holds a %s run: nothing to do", run_dir, previous["status"])
         return previous
 
-    torch.manual_seed(cfg.seed)  # before building: the initial weights depend on the seed only
-    spec = dataset_spec(cfg.data.name)
-    model = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg))
+    model = build_run_model(cfg, device)
     data = load_data(cfg.data.name, cfg.data.root, device, cfg.data.val_size, cfg.data.subset,
                      with_test=cfg.eval_test, download=cfg.data.download)
-    model = model.to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fastest kernels; bitwise resume is a CPU promise
 
@@ -82,11 +77,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
 
     if cfg.predict_time:
         predicted["time"] = _predict_time_speedup(model, data, cfg, device)
-    log.info("%s (%d layer groups, %.2fM params) on %s: %d iterations (%d a epoch); predicted speedup "
-             "%s", cfg.model.name, len(freezer.groups), sum(p.numel() for p in model.parameters()) / 1e6,
-             device, total_iters, ipe, ", ".join(f"{k} {100 * v:.1f}%" for k, v in predicted.items() if v is not None))
-
     summary = _base_summary(cfg, model, data, device, ipe, total_iters, freezer, predicted)
+    log.info("%s (%d layer groups, %.2fM params) on %s: %d iterations (%d a epoch); predicted speedup "
+             "%s", cfg.model.name, len(freezer.groups), summary["num_params"] / 1e6, device, total_iters,
+             ipe, ", ".join(f"{k} {100 * v:.1f}%" for k, v in predicted.items() if v is not None))
     state = {"epoch": 0, "iteration": 0, "train_seconds": 0.0, "eval_seconds": 0.0, "best_val_err": None}
     metrics_path = run_dir / METRICS_FILE
     if checkpoint is not None:
@@ -253,14 +247,21 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, precision: str, device: to
     return loss_sum.item() / len(x), wrong.item() / len(x)
 
 
+def build_run_model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
+    """The run's model with its initial weights (which depend on the seed only), on ``device``
+    and in the run's memory format. The benchmark builds its models here too."""
+    torch.manual_seed(cfg.seed)
+    spec = dataset_spec(cfg.data.name)
+    model = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg)).to(device)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+
+
 def _predicted_speedups(model, input_shape, cfg) -> dict[str, float | None]:
     """flops always; paper where it is defined (DenseNet-BC on 32x32); time filled in later."""
-    strategy = cfg.strategy.name
-    flops = flops_speedup(group_costs(model, input_shape), cfg.t_0, strategy)
-    paper = None
-    if cfg.model.name == "densenet" and tuple(input_shape[-2:]) == (32, 32):
-        paper = paper_speedup(cfg.model.growth_rate, cfg.model.depth, cfg.t_0, strategy)
-    return {"flops": flops, "paper": paper, "time": None}
+    def predict(method):
+        return calc_speedup(model, input_shape, cfg.t_0, cfg.strategy.name, method=method)
+    return {"flops": predict("flops"), "paper": predict("paper") if paper_applies(model, input_shape) else None,
+            "time": None}
 
 
 def _predict_time_speedup(model, data: Splits, cfg, device) -> float:

@@ -98,17 +98,10 @@ def compose_config(args: argparse.Namespace, strategy: str = "none", t_0: float 
 
 
 def build(cfg, device: torch.device):
-    """The run's model with the run's initial weights, as ``trainer.train`` builds it."""
-    from ..config import model_kwargs
-    from ..data import dataset_spec
-    from ..models import build_model
+    """The run's model with the run's initial weights, built by the trainer's own function."""
+    from ..trainer import build_run_model
 
-    spec = dataset_spec(cfg.data.name)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg)).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model.train()
+    return build_run_model(cfg, device).train()
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
