@@ -108,8 +108,9 @@ def group_costs(model: nn.Module, input_shape: Sequence[int]) -> list[float]:
         return pre, post
 
     for i, g in enumerate(groups):
-        pre, post = bracket(i)
-        hooks += [g.register_forward_pre_hook(pre), g.register_forward_hook(post)]
+        for root in g.roots:  # a group's roots are disjoint subtrees: their counts add up
+            pre, post = bracket(i)
+            hooks += [root.register_forward_pre_hook(pre), root.register_forward_hook(post)]
     was_training = model.training
     try:
         model.eval()

@@ -208,7 +208,8 @@ class TrainStep:
             name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
             setattr(dynamo_config, name, max(getattr(dynamo_config, name), limit))
             for group in groups:
-                group.compile()
+                for root in group.roots:
+                    root.compile()
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):

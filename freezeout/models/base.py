@@ -2,9 +2,42 @@
 from __future__ import annotations
 
 import math
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
+
+
+class LayerGroup:
+    """One unit of freezing (DESIGN §1 "Layer groups"): whole module subtrees (``roots``) plus any
+    parameters that belong to no module of their own (``loose``, e.g. a ViT's class token).
+
+    It offers the two ``nn.Module`` methods the harness uses on a group, ``parameters()`` and
+    ``modules()``, so the controller, the FLOP counter and the time model treat a group of a
+    built-in model and one found in a library model alike.
+    """
+
+    def __init__(self, name: str, roots: Iterable[nn.Module], loose: Iterable[nn.Parameter] = ()):
+        self.name = name
+        self.roots = list(roots)
+        self.loose = list(loose)
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter of the group, each once: the roots' and the loose ones."""
+        seen: set[int] = set()
+        for p in [p for m in self.roots for p in m.parameters()] + self.loose:
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield p
+
+    def modules(self) -> Iterator[nn.Module]:
+        """Every module of the group's subtrees (the roots included)."""
+        for root in self.roots:
+            yield from root.modules()
+
+    def __repr__(self) -> str:
+        n = sum(p.numel() for p in self.parameters())
+        return f"LayerGroup({self.name!r}, {len(self.roots)} module(s), {n} parameters)"
 
 
 class GroupedModel(nn.Module):
@@ -16,9 +49,9 @@ class GroupedModel(nn.Module):
 
     groups: nn.ModuleList
 
-    def layer_groups(self) -> list[nn.Module]:
+    def layer_groups(self) -> list[LayerGroup]:
         """The ordered layer groups, from input to output; the last one is the head."""
-        return list(self.groups)
+        return [LayerGroup(f"groups.{i} ({type(g).__name__})", [g]) for i, g in enumerate(self.groups)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for group in self.groups:
