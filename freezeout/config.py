@@ -6,15 +6,17 @@ names are checked by :func:`validate` before any data is loaded or any file is w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .data import check_split_sizes, dataset_spec
 from .errors import ConfigError
 from .models import build_model, list_models, model_hparams
+from .optim import check_optimizer
+from .runkeys import NON_SEMANTIC_KEYS
 from .schedule import STRATEGIES
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -44,6 +46,24 @@ class VGGConfig:
 
 
 @dataclass
+class SGDConfig:
+    name: str = "sgd"
+    lr: float = 0.1  # base learning rate of the schedule (group i starts at lr / t_i with scale_lr)
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4  # L2 on every parameter, as in the paper's code
+
+
+@dataclass
+class AdamWConfig:
+    name: str = "adamw"
+    lr: float = 1e-3  # base learning rate of the schedule, as for SGD
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.05  # decoupled (AdamW)
+
+
+@dataclass
 class StrategyConfig:
     name: str = MISSING  # linear | squared | cubic | none
 
@@ -61,6 +81,7 @@ class DataConfig:
 @dataclass
 class Config:
     model: Any = MISSING
+    optimizer: Any = MISSING
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     data: DataConfig = field(default_factory=DataConfig)
     t_0: float = 0.8  # fraction of training after which the first group freezes, before scaling
@@ -68,10 +89,6 @@ class Config:
     const_time: bool = False  # train T / (1 - predicted speedup) iterations: the baseline's budget
     epochs: int = 100
     batch_size: int = 50  # images per step
-    lr: float = 0.1  # base learning rate
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
     seed: int = 0
     device: str = "auto"  # auto (cuda when present, else cpu) | cpu | cuda | cuda:N
     eval_test: bool = False  # also evaluate the test split at the end
@@ -86,13 +103,19 @@ class Config:
 
 
 def register_configs() -> None:
-    """Register the schema and the per-model schemas with Hydra's ConfigStore."""
+    """Register the schema, the per-model and per-optimizer schemas with Hydra's ConfigStore,
+    and the ``freezeout.non_semantic_keys`` resolver that conf/config.yaml names its run
+    directories with. Call it before composing a config."""
+    if not OmegaConf.has_resolver("freezeout.non_semantic_keys"):
+        OmegaConf.register_new_resolver("freezeout.non_semantic_keys", lambda: list(NON_SEMANTIC_KEYS))
     cs = ConfigStore.instance()
     cs.store(name="freezeout_schema", node=Config)
     # In a group of their own, so that `model=` lists only the real choices.
     cs.store(group="schema/model", name="densenet", node=DenseNetConfig)
     cs.store(group="schema/model", name="wrn", node=WRNConfig)
     cs.store(group="schema/model", name="vgg", node=VGGConfig)
+    cs.store(group="schema/optimizer", name="sgd", node=SGDConfig)
+    cs.store(group="schema/optimizer", name="adamw", node=AdamWConfig)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -132,9 +155,7 @@ def validate(cfg: DictConfig) -> torch.device:
     need(0.0 < cfg.t_0 <= 1.0, f"t_0={cfg.t_0} is outside the allowed range (0, 1]")
     need(cfg.epochs >= 1, f"epochs={cfg.epochs}; need an integer >= 1")
     need(cfg.batch_size >= 1, f"batch_size={cfg.batch_size}; need an integer >= 1")
-    need(cfg.lr > 0, f"lr={cfg.lr}; need a learning rate > 0")
-    need(0.0 <= cfg.momentum < 1.0, f"momentum={cfg.momentum}; allowed: [0, 1)")
-    need(cfg.weight_decay >= 0, f"weight_decay={cfg.weight_decay}; need >= 0")
+    check_optimizer(cfg.optimizer)
     need(cfg.log_every >= 1, f"log_every={cfg.log_every}; need an integer >= 1")
     need(cfg.precision in PRECISIONS, f"precision={cfg.precision!r}; allowed: {', '.join(PRECISIONS)}")
     need(cfg.model.name in list_models(),

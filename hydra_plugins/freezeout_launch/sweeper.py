@@ -36,7 +36,7 @@ def drop_redundant_baselines(jobs: List[List[str]]) -> List[List[str]]:
 
 @dataclass
 class FreezeOutSweeperConf:
-    _target_: str = "hydra_plugins.freezeout_sweeper.FreezeOutSweeper"
+    _target_: str = "hydra_plugins.freezeout_launch.sweeper.FreezeOutSweeper"
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
 
