@@ -22,6 +22,14 @@ from .speedup import METHODS, flops_speedup, freezing_stages, paper_speedup, tim
 _HOLD_ITERS = 10**9
 
 
+def held_controller(groups, make_optimizer: OptimizerFactory, k: int = 0, lr: float = 1e-3) -> FreezeOut:
+    """A controller with exactly the first ``k`` groups frozen that freezes nothing more by itself:
+    what a training step costs at one freezing stage, for measurements."""
+    controller = FreezeOut(groups, Schedule((1.0,) * len(groups), _HOLD_ITERS, lr, False), make_optimizer)
+    controller.freeze_prefix(k)
+    return controller
+
+
 def group_costs(model: nn.Module, input_shape: Sequence[int]) -> list[float]:
     """Forward FLOPs of each layer group for one input of ``input_shape`` (with batch dim),
     counted with ``FlopCounterMode`` on the real model (in eval mode; its mode is restored)."""
@@ -75,7 +83,7 @@ def measure_stages(model: nn.Module, stages: Sequence[int], batches: Iterator, m
     measured with the engine's loop and the run's own optimizer and step: the median of
     ``chunks`` chunks of ``steps`` steps (see :func:`~freezeout.engine.measure_stage_seconds`)."""
     def make_controller(groups):
-        return FreezeOut(groups, Schedule((1.0,) * len(groups), _HOLD_ITERS, 1e-3, False), make_optimizer)
+        return held_controller(groups, make_optimizer)
 
     return median_stage_seconds(measure_stage_seconds(model, make_controller, batches, stages, make_step,
                                                       steps=steps, chunks=chunks, warmup=warmup))

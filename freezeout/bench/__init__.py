@@ -24,7 +24,7 @@ Options (bench.KEY=VALUE):
   bench.chunks=8            alternating chunk pairs in the step-time comparisons
   bench.chunk_steps=4       steps per chunk
   bench.threads=0           torch CPU threads (0: torch's default)
-  bench.out=bench-results/bench.json
+  bench.out=bench-results/bench.json  where the JSON goes
 """
 from __future__ import annotations
 
@@ -38,9 +38,6 @@ import torch
 
 from .sections import memory, realisation, step_costs
 from .settings import compose_run, parse, say
-
-__all__ = ["main", "cli"]
-
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; returns the results (also written to ``bench.out`` as JSON)."""
@@ -81,16 +78,15 @@ def main(argv: list[str] | None = None) -> dict:
     results["targets"] = {
         **{f"realisation t_0={r['t_0']}": {"value": r["realisation_time"], "pass": r["pass"]}
            for r in results["realisation"]["by_t0"]},
-        "overhead": {"value": results["overhead"]["ratio"], "pass": results["overhead"]["pass"]},
-        "frozen_prefix": {"value": results["frozen_prefix"]["ratio"], "pass": results["frozen_prefix"]["pass"]},
+        **{k: {"value": results[k]["ratio"], "pass": results[k]["pass"]} for k in ("overhead", "frozen_prefix")},
         "memory_falls": {"value": [r["model_total_mb"] for r in results["memory"]["configs"]],
                          "pass": results["memory"]["falls"]},
     }
     results["wall_seconds"] = time.perf_counter() - started
     say("\nsummary")
     for name, t in results["targets"].items():
-        value = t["value"] if isinstance(t["value"], list) else [t["value"]]
-        say(f"  {name:<24} {' -> '.join(f'{v:.3f}' for v in value):>28}  {'PASS' if t['pass'] else 'FAIL'}")
+        value = " -> ".join(f"{v:.3f}" for v in (t["value"] if isinstance(t["value"], list) else [t["value"]]))
+        say(f"  {name:<24} {value:>28}  {'PASS' if t['pass'] else 'FAIL'}")
     out = Path(s.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, results)

@@ -12,9 +12,8 @@ import torch.nn.functional as F
 
 from ..devices import autocast_dtype, synchronize
 from ..engine import TrainStep, run_iterations
-from ..freezer import FreezeOut
 from ..optim import optimizer_factory
-from ..schedule import Schedule
+from ..predict import held_controller
 from .settings import compose_run, pct, say
 
 #: Targets: realised/predicted speedup (time model) within 5%; the harness at most 3% slower than
@@ -46,34 +45,21 @@ def realisation(s, overrides: list[str], workdir: Path) -> dict:
                 f"img/s  val err {pct(summary.final_val_err)}  frozen {summary.frozen_groups}/{summary.num_groups}")
     by_t0 = []
     for label, t in zip(labels[1:], s.t0):
-        rows = []
-        for r in range(s.repeats):
-            base = next(x for x in runs if x["round"] == r and x["label"] == "baseline")
-            fo = next(x for x in runs if x["round"] == r and x["label"] == label)
-            measured = 1.0 - fo["train_seconds"] / base["train_seconds"]
-            rows.append((measured, fo["predicted"]["time"], fo["predicted"]["flops"]))
+        pairs = zip((x for x in runs if x["label"] == "baseline"), (x for x in runs if x["label"] == label))
+        rows = [(1.0 - f["train_seconds"] / b["train_seconds"], f["predicted"]["time"], f["predicted"]["flops"])
+                for b, f in pairs]  # one (measured, time, flops) per round
         med = [statistics.median(col) for col in zip(*rows)]
-        ratio_time = statistics.median(m / p for m, p, _ in rows)
-        ok = REALISATION_TARGET[0] <= ratio_time <= REALISATION_TARGET[1]
+        ratio = statistics.median(m / p for m, p, _ in rows)
+        ok = REALISATION_TARGET[0] <= ratio <= REALISATION_TARGET[1]
         by_t0.append({"t_0": t, "measured_speedup": med[0], "predicted_time": med[1], "predicted_flops": med[2],
-                      "realisation_time": ratio_time, "realisation_flops": statistics.median(m / f for m, _, f in rows),
+                      "realisation_time": ratio, "realisation_flops": statistics.median(m / f for m, _, f in rows),
                       "rounds": [list(x) for x in rows], "pass": ok})
-        say(f"  t_0={t}: measured {pct(med[0])}, predicted time {pct(med[1])} / flops {pct(med[2])} -> "
-            f"measured/time {ratio_time:.3f} (target {REALISATION_TARGET[0]}-{REALISATION_TARGET[1]}: "
-            f"{'PASS' if ok else 'FAIL'}), measured/flops {by_t0[-1]['realisation_flops']:.3f}")
+        say(f"  t_0={t}: measured {pct(med[0])}, predicted time {pct(med[1])} / flops {pct(med[2])} -> measured/time "
+            f"{ratio:.3f} ({'PASS' if ok else 'FAIL'}), measured/flops {by_t0[-1]['realisation_flops']:.3f}")
     best = {lab: max(x["images_per_second"] for x in runs if x["label"] == lab) for lab in labels}
     say("throughput (best round, img/s): " + ", ".join(f"{k} {v:.1f}" for k, v in best.items()))
     return {"runs": runs, "by_t0": by_t0, "throughput_images_per_second": best,
             "statistic": "median over rounds of per-round ratios; each round: B then F runs back to back"}
-
-
-def _held(model, cfg, k: int):
-    """A controller over ``model`` (the run's optimizer) that keeps exactly ``k`` groups frozen."""
-    groups = model.layer_groups()
-    controller = FreezeOut(groups, Schedule((1.0,) * len(groups), 10**9, cfg.optimizer.lr, cfg.scale_lr),
-                           optimizer_factory(cfg.optimizer))
-    controller.freeze_prefix(k)
-    return controller
 
 
 class EngineRunner:
@@ -81,7 +67,8 @@ class EngineRunner:
 
     def __init__(self, model, cfg, device, batches, k: int):
         self.model, self.batches, self.log_every = model, batches, cfg.log_every
-        self.controller = _held(model, cfg, k)
+        self.controller = held_controller(model.layer_groups(), optimizer_factory(cfg.optimizer), k,
+                                          cfg.optimizer.lr)
         self.step = TrainStep(model, self.controller.optimizer, cfg.precision, device, channels_last=cfg.channels_last)
 
     def __call__(self, n: int):
@@ -151,8 +138,7 @@ def memory(model0, stream, cfg, device) -> dict:
     """With 0, half and all-but-head groups frozen: MiB autograd saves during a step (unique
     storages, parameters and buffers excluded), parameters, gradients, optimizer state, and on
     CUDA the allocator's peak."""
-    n = len(model0.layer_groups())
-    rows = []
+    n, rows = len(model0.layer_groups()), []
     for k in sorted({0, n // 2, n - 1}):
         run = EngineRunner(copy.deepcopy(model0), cfg, device, stream(), k)
         run(1)  # gradients and optimizer state exist from now on
@@ -161,9 +147,8 @@ def memory(model0, stream, cfg, device) -> dict:
         saved: dict[int, int] = {}
 
         def pack(t):
-            ptr = t.untyped_storage().data_ptr()
-            if ptr not in own:
-                saved[ptr] = max(saved.get(ptr, 0), t.untyped_storage().nbytes())
+            if t.untyped_storage().data_ptr() not in own:
+                saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
             return t
 
         if device.type == "cuda":
@@ -174,11 +159,9 @@ def memory(model0, stream, cfg, device) -> dict:
         row = {"frozen_groups": k, "saved_activations_mb": sum(saved.values()) / 2**20, "params_mb": _mib(params),
                "grads_mb": _mib(p.grad for p in params if p.grad is not None), "optimizer_state_mb": _mib(state),
                "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
-        row["model_total_mb"] = sum(row[x] for x in ("saved_activations_mb", "params_mb", "grads_mb",
-                                                     "optimizer_state_mb"))
+        row["model_total_mb"] = sum(v for key, v in row.items() if key.endswith("_mb") and key != "cuda_peak_mb")
         rows.append(row)
         say(f"memory k={k:<3} saved activations {row['saved_activations_mb']:8.2f} MiB, total "
-            f"{row['model_total_mb']:8.2f} MiB" + (f", CUDA peak {row['cuda_peak_mb']:.1f} MiB"
-                                                   if row["cuda_peak_mb"] is not None else ""))
+            f"{row['model_total_mb']:8.2f} MiB, CUDA peak {row['cuda_peak_mb'] or 'n/a'}")
     values = [r["model_total_mb"] for r in rows]
     return {"configs": rows, "falls": all(b < a for a, b in zip(values, values[1:]))}

@@ -12,7 +12,6 @@ from omegaconf import OmegaConf
 from ..errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
 #: The default run: the quickstart model on 4,096 Fashion-MNIST images, 3 epochs. Any override
 #: on the command line comes after these; a run's records are not kept.
 DEFAULT_RUN = ["experiment=quickstart", "data.subset=4096", "data.val_size=500", "epochs=3",
@@ -25,7 +24,7 @@ class BenchSettings:
 
     strategy: str = "cubic"  # FreezeOut strategy whose runs are realised
     t0: List[float] = field(default_factory=lambda: [0.5, 0.8])  # t_0 values realised, each in (0, 1)
-    repeats: int = 3  # rounds of baseline + FreezeOut runs, and of time-model measurements
+    repeats: int = 3  # rounds of baseline + FreezeOut runs
     chunks: int = 8  # alternating chunk pairs in the step-time comparisons
     chunk_steps: int = 4  # steps per chunk
     threads: int = 0  # torch CPU threads (0: torch's default)
