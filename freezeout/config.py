@@ -17,7 +17,7 @@ from .errors import ConfigError
 from .models import build_model, list_models, model_hparams
 from .optim import check_optimizer
 from .runkeys import NON_SEMANTIC_KEYS
-from .schedule import STRATEGIES
+from .strategies import PEERS, STRATEGIES
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -65,7 +65,22 @@ class AdamWConfig:
 
 @dataclass
 class StrategyConfig:
-    name: str = MISSING  # linear | squared | cubic | none
+    name: str = MISSING  # linear | squared | cubic | none (FreezeOut's schedule, set by t_0, scale_lr)
+
+
+@dataclass
+class LayerFreezingConfig:
+    name: str = "layer_freezing"
+    freeze_start: float = 0.5  # fraction of training before the first group freezes, in [0, 1)
+    freeze_level: float = 1.0  # fraction of the non-head groups frozen by the end, in (0, 1]
+
+
+@dataclass
+class AutoFreezeConfig:
+    name: str = "autofreeze"
+    interval: int = 50  # iterations between checks of the gradient norms
+    percentile: float = 50.0  # groups whose norm change is below this percentile may freeze
+    max_per_check: int = 1  # groups frozen at one check, at most
 
 
 @dataclass
@@ -82,7 +97,7 @@ class DataConfig:
 class Config:
     model: Any = MISSING
     optimizer: Any = MISSING
-    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    strategy: Any = MISSING
     data: DataConfig = field(default_factory=DataConfig)
     t_0: float = 0.8  # fraction of training after which the first group freezes, before scaling
     scale_lr: bool = True  # start group i at lr / t_i
@@ -96,6 +111,9 @@ class Config:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
     channels_last: bool = False  # NHWC memory format (faster convs on recent GPUs)
     compile: bool = False  # torch.compile the model
+    cache_frozen: bool = False  # train from stored outputs of the frozen prefix (needs data.augment=false)
+    cache_memory_gb: float = 4.0  # the most the cache's store may take, GB
+    cache_host: bool = False  # keep the store in pinned host memory instead of on the device
     log_every: int = 50  # iterations between host syncs (progress bar, divergence check)
     checkpoint: bool = True  # save a checkpoint after every epoch, for resume
     progress: bool = True  # show a progress bar
@@ -114,6 +132,9 @@ def register_configs() -> None:
     cs.store(group="schema/model", name="densenet", node=DenseNetConfig)
     cs.store(group="schema/model", name="wrn", node=WRNConfig)
     cs.store(group="schema/model", name="vgg", node=VGGConfig)
+    cs.store(group="schema/strategy", name="freezeout", node=StrategyConfig)
+    cs.store(group="schema/strategy", name="layer_freezing", node=LayerFreezingConfig)
+    cs.store(group="schema/strategy", name="autofreeze", node=AutoFreezeConfig)
     cs.store(group="schema/optimizer", name="sgd", node=SGDConfig)
     cs.store(group="schema/optimizer", name="adamw", node=AdamWConfig)
 
@@ -150,8 +171,7 @@ def validate(cfg: DictConfig) -> torch.device:
         if not ok:
             raise ConfigError(message)
 
-    need(cfg.strategy.name in STRATEGIES,
-         f"strategy={cfg.strategy.name!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+    check_strategy_config(cfg)
     need(0.0 < cfg.t_0 <= 1.0, f"t_0={cfg.t_0} is outside the allowed range (0, 1]")
     need(cfg.epochs >= 1, f"epochs={cfg.epochs}; need an integer >= 1")
     need(cfg.batch_size >= 1, f"batch_size={cfg.batch_size}; need an integer >= 1")
@@ -172,7 +192,33 @@ def validate(cfg: DictConfig) -> torch.device:
          f"precision=fp16 needs a CUDA device (device={device}); use bf16 or fp32 on the CPU")
     try:  # building on the meta device checks the architecture's hyperparameters at no cost
         with torch.device("meta"):
-            build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg))
+            model = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg))
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e)) from None
+    if cfg.cache_frozen:
+        need(not cfg.data.augment, "cache_frozen=true needs data.augment=false: with augmentation a training "
+                                   "image's frozen-prefix output changes every epoch, so it cannot be stored")
+        need(hasattr(model, "forward_from"), f"cache_frozen=true needs a model that is the chain of its layer "
+                                             f"groups (densenet, wrn, vgg); model={cfg.model.name} is not")
+        need(cfg.cache_memory_gb > 0, f"cache_memory_gb={cfg.cache_memory_gb}; need > 0")
     return device
+
+
+def check_strategy_config(cfg: DictConfig) -> None:
+    """The strategy's name and its own settings; what FreezeOut-only options a peer cannot take."""
+    st = cfg.strategy
+    if st.name not in STRATEGIES:
+        raise ConfigError(f"strategy={st.name!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+    checks = {
+        "layer_freezing": [(0.0 <= st.get("freeze_start", 0) < 1.0, "freeze_start", "[0, 1)"),
+                           (0.0 < st.get("freeze_level", 1) <= 1.0, "freeze_level", "(0, 1]")],
+        "autofreeze": [(st.get("interval", 1) >= 1, "interval", "an integer >= 1"),
+                       (0.0 < st.get("percentile", 50) < 100.0, "percentile", "(0, 100)"),
+                       (st.get("max_per_check", 1) >= 1, "max_per_check", "an integer >= 1")],
+    }.get(st.name, [])
+    for ok, key, allowed in checks:
+        if not ok:
+            raise ConfigError(f"strategy.{key}={st[key]} for {st.name}; allowed: {allowed}")
+    if st.name in PEERS and cfg.const_time:
+        raise ConfigError(f"const_time=true is defined for FreezeOut's own strategies, not strategy={st.name} "
+                          "(its schedule depends on the run's length); set const_time=false")

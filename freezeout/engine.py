@@ -38,19 +38,29 @@ class TrainStep:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, precision: str = "fp32",
                  device: torch.device = torch.device("cpu"), compile_model: bool = False,
-                 channels_last: bool = False):
+                 channels_last: bool = False, cache=None):
         self.model, self.optimizer, self.device = model, optimizer, device
         self.amp_dtype = autocast_dtype(precision)
         self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         self.channels_last = channels_last
+        #: The frozen-prefix cache (freezeout.cache), when the batches come from it: the step then
+        #: runs the model from the group the store stands at.
+        self.cache, self.start = cache, 0
         if compile_model:
             compile_groups(model)
 
+    def on_freeze(self, frozen: int) -> None:
+        """The loop calls this when the frozen prefix has grown to ``frozen`` groups (and once at
+        its start): a cached step advances its store."""
+        if self.cache is not None:
+            self.start = self.cache.advance(frozen)
+
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
+        if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            loss = F.cross_entropy(self.model(x), y)
+            out = self.model(x) if self.start == 0 else self.model.forward_from(self.start, x)
+            loss = F.cross_entropy(out, y)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -92,23 +102,25 @@ def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Te
                    j: int, stop: int, log_every: int,
                    on_log: Callable[[int, float], None] | None = None,
                    interrupted: Callable[[], bool] | None = None) -> LoopResult:
-    """The inner loop: from iteration ``j`` until ``stop`` or the batches run out, one controller
-    call and one step per iteration. Every ``log_every`` iterations the summed loss is read back
-    (the only host sync), checked and handed to ``on_log(iteration, mean_loss)``; the time spent
-    in ``on_log`` is not counted in ``seconds``. ``interrupted()`` is polled at every step
-    boundary and ends the loop early when it returns true. Raises :class:`Diverged`."""
+    """The inner loop: from iteration ``j`` until ``stop``, one controller call and one step per
+    iteration; ``batches`` must last until ``stop``. The controller runs before the batch is
+    drawn, so that a step whose batches come from the frozen-prefix cache sees the store of the
+    stage it trains at (``step.on_freeze``). Every ``log_every`` iterations the summed loss is
+    read back (the only host sync), checked and handed to ``on_log(iteration, mean_loss)``; the
+    time spent in ``on_log`` is not counted in ``seconds``. ``interrupted()`` is polled at every
+    step boundary and ends the loop early when it returns true. Raises :class:`Diverged`."""
     device = step.device
     loss_sum = torch.zeros((), device=device)
-    seen, callback_seconds = 0, 0.0
+    seen, callback_seconds, frozen = 0, 0.0, None
     synchronize(device)
     start = time.perf_counter()
     batches = iter(batches)
     while j < stop and not (interrupted is not None and interrupted()):
-        batch = next(batches, None)  # drawn only when it will be used: no batch is wasted
-        if batch is None:
-            break
-        x, y = batch
-        controller.step(j)
+        k = controller.step(j)
+        if k != frozen:  # freezing events (and the loop's start): the step adapts, timed as training
+            step.on_freeze(k)
+            frozen = k
+        x, y = next(batches)
         loss_sum += step(x, y)
         j, seen = j + 1, seen + 1
         if j % log_every == 0:
@@ -149,30 +161,45 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str 
     return loss_sum.item() / len(x), wrong.item() / len(x)
 
 
-def measure_stage_seconds(model: nn.Module, make_controller: Callable, batches: Iterator,
+@dataclass
+class StageTimings:
+    """What :func:`measure_stage_seconds` measured: every timed chunk's seconds per step, and the
+    seconds the step took to adapt when each stage began (the cache's store advance; ~0 else)."""
+
+    samples: dict[int, list[float]]
+    event_seconds: dict[int, float]
+
+
+def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batches: Callable[[TrainStep], Iterator],
                           stages: Sequence[int], make_step: Callable[[nn.Module, torch.optim.Optimizer], TrainStep],
-                          steps: int = 4, chunks: int = 3, warmup: int = 2) -> dict[int, list[float]]:
+                          steps: int = 4, chunks: int = 3, warmup: int = 2) -> StageTimings:
     """Seconds per training step with the first ``k`` groups frozen, for each ``k`` in ``stages``.
 
     Each stage runs the engine's own loop (controller call, step, loss read-back at the end)
-    ``warmup`` steps untimed, then ``chunks`` timed runs of ``steps`` steps; the result holds
-    every chunk's seconds per step, for the caller to pick its statistic. Works on one deep copy
+    ``warmup`` steps untimed, then ``chunks`` timed runs of ``steps`` steps. Works on one deep copy
     of ``model``, frozen further stage by stage as in training, so the caller's model and its
     statistics stay untouched. ``make_controller(groups)`` returns a controller whose schedule
-    freezes nothing by itself within the measurement; ``make_step(model, optimizer)`` the step.
+    freezes nothing by itself within the measurement; ``make_step(model, optimizer)`` the step;
+    ``make_batches(step)`` the endless batch stream it trains on.
     """
     probe = copy.deepcopy(model).train()
     controller = make_controller(probe.layer_groups())
     step = make_step(probe, controller.optimizer)
-    results: dict[int, list[float]] = {}
+    batches = make_batches(step)
+    timings = StageTimings({}, {})
     for k in sorted(set(stages)):
         controller.freeze_prefix(k)
+        synchronize(step.device)
+        start = time.perf_counter()
+        step.on_freeze(k)  # as the loop does at a freezing event
+        synchronize(step.device)
+        timings.event_seconds[k] = time.perf_counter() - start
         run_iterations(step, controller, batches, 0, warmup, log_every=max(warmup, 1))
-        results[k] = []
+        timings.samples[k] = []
         for _ in range(chunks):
             r = run_iterations(step, controller, batches, 0, steps, log_every=steps)
-            results[k].append(r.seconds / r.steps)
-    return results
+            timings.samples[k].append(r.seconds / r.steps)
+    return timings
 
 
 def median_stage_seconds(samples: dict[int, list[float]]) -> dict[int, float]:

@@ -76,27 +76,31 @@ def paper_prediction(model: nn.Module, input_shape: Sequence[int], t_0: float, s
     return paper_speedup(model.growth_rate, model.depth, t_0, strategy)
 
 
-def measure_stages(model: nn.Module, stages: Sequence[int], batches: Iterator, make_optimizer: OptimizerFactory,
-                   make_step: Callable[[nn.Module, torch.optim.Optimizer], TrainStep], steps: int = 4,
-                   chunks: int = 3, warmup: int = 2) -> dict[int, float]:
+def measure_stages(model: nn.Module, stages: Sequence[int], make_batches: Callable[[TrainStep], Iterator],
+                   make_optimizer: OptimizerFactory, make_step: Callable[[nn.Module, torch.optim.Optimizer], TrainStep],
+                   steps: int = 4, chunks: int = 3, warmup: int = 2) -> tuple[dict[int, float], dict[int, float]]:
     """Seconds per training step with the first ``k`` groups frozen, for each ``k`` in ``stages``,
     measured with the engine's loop and the run's own optimizer and step: the median of
-    ``chunks`` chunks of ``steps`` steps (see :func:`~freezeout.engine.measure_stage_seconds`)."""
+    ``chunks`` chunks of ``steps`` steps; and the one-off seconds each stage's start costs (see
+    :func:`~freezeout.engine.measure_stage_seconds`)."""
     def make_controller(groups):
         return held_controller(groups, make_optimizer)
 
-    return median_stage_seconds(measure_stage_seconds(model, make_controller, batches, stages, make_step,
-                                                      steps=steps, chunks=chunks, warmup=warmup))
+    timings = measure_stage_seconds(model, make_controller, make_batches, stages, make_step, steps=steps,
+                                    chunks=chunks, warmup=warmup)
+    return median_stage_seconds(timings.samples), timings.event_seconds
 
 
-def time_model(model: nn.Module, times: Sequence[float], batches: Iterator, make_optimizer: OptimizerFactory,
-               make_step: Callable[[nn.Module, torch.optim.Optimizer], TrainStep],
-               **timing) -> tuple[float, dict[int, float]]:
+def time_model(model: nn.Module, times: Sequence[float], make_batches: Callable[[TrainStep], Iterator],
+               make_optimizer: OptimizerFactory, make_step: Callable[[nn.Module, torch.optim.Optimizer], TrainStep],
+               total_iters: int | None = None, **timing) -> tuple[float, dict[int, float]]:
     """The time model for a schedule's ``times``: :func:`measure_stages` for every stage the
-    schedule trains through, integrated over the schedule. Returns (predicted speedup, seconds
-    per step by stage)."""
-    stage_seconds = measure_stages(model, freezing_stages(times), batches, make_optimizer, make_step, **timing)
-    return time_speedup(stage_seconds, times), stage_seconds
+    schedule trains through, integrated over the schedule, with each stage's one-off start cost
+    spread over a run of ``total_iters`` iterations. Returns (predicted speedup, seconds per
+    step by stage)."""
+    stage_seconds, event_seconds = measure_stages(model, freezing_stages(times), make_batches, make_optimizer,
+                                                  make_step, **timing)
+    return time_speedup(stage_seconds, times, event_seconds, total_iters), stage_seconds
 
 
 def calc_speedup(model: nn.Module, input_shape: Sequence[int], t_0: float, strategy: str,
@@ -123,6 +127,6 @@ def calc_speedup(model: nn.Module, input_shape: Sequence[int], t_0: float, strat
         device = next(model.parameters()).device
         make_optimizer = make_optimizer or functools.partial(
             torch.optim.SGD, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
-        return time_model(model, times, batches, make_optimizer,
+        return time_model(model, times, lambda step: batches, make_optimizer,
                           lambda m, opt: TrainStep(m, opt, "fp32", device))[0]
     raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(METHODS)}")

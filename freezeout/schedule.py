@@ -69,12 +69,17 @@ class Schedule:
     times: tuple[float, ...]  # t_i: fraction of training after which group i freezes
     total_iters: int  # T: iterations of the whole run
     lr: float  # base learning rate
-    scale_lr: bool  # start group i at lr / t_i
+    scale_lr: bool  # start group i at lr / t_i (FreezeOut's annealing only)
+    #: "per_group": group i anneals to zero at t_i (FreezeOut); "global": every group follows the
+    #: baseline's cosine over all of training and is cut off when it freezes (the peer rules).
+    anneal: str = "per_group"
     freeze_at: tuple[int, ...] = field(init=False)  # first frozen iteration of each group
 
     def __post_init__(self):
         if self.total_iters < 1:
             raise ValueError(f"total_iters={self.total_iters!r}; need at least 1 iteration")
+        if self.anneal not in ("per_group", "global"):
+            raise ValueError(f"anneal={self.anneal!r}; allowed: per_group, global")
         object.__setattr__(self, "times", tuple(self.times))
         object.__setattr__(self, "freeze_at", tuple(freeze_iteration(t, self.total_iters) for t in self.times))
 
@@ -86,4 +91,6 @@ class Schedule:
 
     def lr_at(self, i: int, j: int) -> float:
         """Learning rate of group ``i`` at iteration ``j`` (0.0 once it is frozen)."""
+        if self.anneal == "global":
+            return 0.0 if j >= self.freeze_at[i] else learning_rate(j, 1.0, self.total_iters, self.lr, False)
         return learning_rate(j, self.times[i], self.total_iters, self.lr, self.scale_lr)

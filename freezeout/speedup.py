@@ -61,17 +61,22 @@ def paper_speedup(growth_rate: int, depth: int, t_0: float, strategy: str) -> fl
     return speedup * 1.3 if strategy == "linear" else speedup
 
 
-def time_speedup(stage_seconds: Mapping[int, float], times: Sequence[float]) -> float:
+def time_speedup(stage_seconds: Mapping[int, float], times: Sequence[float],
+                 event_seconds: Mapping[int, float] | None = None, total_iters: int | None = None) -> float:
     """Time model: ``stage_seconds[k]`` is the step time with the first ``k`` groups frozen.
 
     Between ``times[k-1]`` and ``times[k]`` (``times[-1]`` taken as 0) the groups whose time has
     passed are frozen; each stage's step time is weighted by the fraction of training it lasts.
+    ``event_seconds[k]`` (with ``total_iters``, the run's length) adds a one-off cost paid when
+    stage ``k`` begins, such as the frozen-prefix cache advancing its store.
     """
     total, previous = 0.0, 0.0
     for t in times:
         if t > previous:
             total += stage_seconds[frozen_groups_at(previous, times)] * (t - previous)
             previous = t
+    if event_seconds and total_iters:
+        total += sum(event_seconds[k] for k in freezing_stages(times) if k > 0) / total_iters
     return 1.0 - total / stage_seconds[0]
 
 

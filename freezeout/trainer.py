@@ -22,8 +22,9 @@ from .checkpoint import CHECKPOINT_FILE, restore_rng_state, rng_state, save_chec
 from .config import model_kwargs, validate
 from .data import Splits, batch_stream, dataset_spec, iterations_per_epoch, load_data, train_batches
 from .devices import peak_memory_mb
+from .cache import FrozenPrefixCache
 from .engine import Diverged, TrainStep, evaluate, run_iterations
-from .freezer import FreezeOut
+from .freezer import FreezeOut, make_controller
 from .metrics import (COMPLETED, DIVERGED, FAILED, FINAL_STATUSES, METRICS_FILE, RUNNING, SUMMARY_FILE,
                       RunSummary, append_metrics, read_metrics, rewrite_metrics)
 from .models import build_model
@@ -32,8 +33,10 @@ from .predict import group_costs, paper_prediction, time_model
 from .progress import Progress
 from .provenance import device_name, git_revision, library_versions
 from .rundir import hydra_output_dir, prior_run
-from .schedule import Schedule, layer_times
+from .schedule import STRATEGIES as FREEZEOUT_STRATEGIES
+from .schedule import Schedule
 from .speedup import flops_speedup
+from .strategies import ADAPTIVE, realised_times, strategy_schedule
 
 log = logging.getLogger("freezeout")
 
@@ -69,22 +72,24 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
         torch.backends.cudnn.benchmark = True  # fastest kernels; bitwise resume is a CPU promise
     ipe = iterations_per_epoch(len(data.train_x), cfg.batch_size)
     groups = model.layer_groups()
-    times = layer_times(len(groups), cfg.t_0, cfg.strategy.name)
     make_optimizer = optimizer_factory(cfg.optimizer)
     make_step = functools.partial(TrainStep, precision=cfg.precision, device=device, compile_model=cfg.compile,
                                   channels_last=cfg.channels_last)
-
-    input_shape = (1, *data.train_x.shape[1:])
-    predicted = {"flops": flops_speedup(group_costs(model, input_shape), times),
-                 "paper": paper_prediction(model, input_shape, cfg.t_0, cfg.strategy.name), "time": None}
-    if cfg.predict_time:
-        predicted["time"] = _time_prediction(model, data, cfg, times, make_optimizer, make_step)
     total_iters, const_time_prediction = cfg.epochs * ipe, None
+    schedule = _schedule(cfg, len(groups), ipe, total_iters)
+    costs = group_costs(model, (1, *data.train_x.shape[1:]))
+    predicted = {"flops": None, "paper": None, "time": None}  # an adaptive rule's: known once it has run
+    if cfg.strategy.name not in ADAPTIVE:
+        predicted = _predict(cfg, model, data, costs, schedule.times, make_optimizer, make_step, total_iters)
     if cfg.const_time:  # spend the baseline's budget: T' = T / (1 - s) (DESIGN §1 "const_time")
         const_time_prediction = "time" if predicted["time"] is not None else "flops"
         total_iters = round(total_iters / (1.0 - predicted[const_time_prediction]))
-    controller = FreezeOut(groups, Schedule(times, total_iters, cfg.optimizer.lr, cfg.scale_lr), make_optimizer)
-    step = make_step(model, controller.optimizer)
+        schedule = _schedule(cfg, len(groups), ipe, total_iters)
+    controller = make_controller(cfg.strategy, groups, schedule, make_optimizer)
+    cache = None
+    if cfg.cache_frozen:
+        cache = FrozenPrefixCache(model, data.train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host)
+    step = make_step(model, controller.optimizer, cache=cache)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
 
     summary = _new_summary(cfg, model, data, device, ipe, controller, predicted, const_time_prediction)
@@ -111,6 +116,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
 
     try:
         _train_epochs(cfg, model, data, controller, step, generator, state, summary, run_dir, ipe)
+        if cfg.strategy.name in ADAPTIVE:  # its schedule is known now: predict from what happened
+            times = realised_times(controller.frozen_at, controller.schedule.total_iters)
+            summary.layer_times = times
+            summary.predicted_speedup = _predict(cfg, model, data, costs, times, make_optimizer, make_step,
+                                                 controller.schedule.total_iters)
         summary.status = COMPLETED
         if cfg.eval_test:
             summary.test_err = evaluate(model, data.test_x, data.test_y, cfg.precision)[1]
@@ -126,7 +136,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
         _update(summary, state, controller)
         summary.write(run_dir / SUMMARY_FILE)
     log.info("%s: val err %.2f%% in %.1f s of training (predicted speedup %.1f%%)", summary.status,
-             100 * (summary.final_val_err or math.nan), summary.train_seconds, 100 * predicted["flops"])
+             100 * (summary.final_val_err or math.nan), summary.train_seconds,
+             100 * (summary.predicted_speedup["flops"] or math.nan))
     return summary
 
 
@@ -146,8 +157,10 @@ def _train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainSt
             model.train()
             if step.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(step.device)
-            batches = train_batches(data.train_x, data.train_y, cfg.batch_size, generator, cfg.data.augment)
-            result = run_iterations(step, controller, batches, state.iteration, total, cfg.log_every, on_log)
+            images = data.train_x if step.cache is None else step.cache  # the store looks like the images
+            batches = train_batches(images, data.train_y, cfg.batch_size, generator, cfg.data.augment)
+            result = run_iterations(step, controller, batches, state.iteration, min(total, epoch * ipe),
+                                    cfg.log_every, on_log)
             start = time.perf_counter()
             val_loss, val_err = evaluate(model, data.val_x, data.val_y, cfg.precision)
             eval_seconds = time.perf_counter() - start
@@ -189,15 +202,39 @@ def build_run_model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
-def _time_prediction(model, data: Splits, cfg, times, make_optimizer, make_step) -> float:
+def _schedule(cfg, n: int, ipe: int, total_iters: int) -> Schedule:
+    return strategy_schedule(cfg.strategy, n, cfg.t_0, cfg.scale_lr, ipe, total_iters, cfg.optimizer.lr)
+
+
+def _predict(cfg, model, data: Splits, costs, times, make_optimizer, make_step,
+             total_iters: int) -> dict[str, float | None]:
+    """Predicted speedups of a schedule's ``times``: flops always, paper where it is defined (a
+    FreezeOut strategy on DenseNet-BC 32x32), time with ``predict_time``."""
+    paper = None
+    if cfg.strategy.name in FREEZEOUT_STRATEGIES:
+        paper = paper_prediction(model, (1, *data.train_x.shape[1:]), cfg.t_0, cfg.strategy.name)
+    time_pred = _time_prediction(model, data, cfg, times, make_optimizer, make_step, total_iters) \
+        if cfg.predict_time else None
+    return {"flops": flops_speedup(costs, times), "paper": paper, "time": time_pred}
+
+
+def _time_prediction(model, data: Splits, cfg, times, make_optimizer, make_step, total_iters: int) -> float:
     """The time model, measured on this run's device, model, batch size, optimizer and step
-    settings, from its own batch stream and without touching the run's random streams (so a run
-    trains the same with or without it)."""
-    stream = batch_stream(data.train_x, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment)
+    settings (the cache included), from its own batch stream and without touching the run's
+    random streams (so a run trains the same with or without it)."""
+    def make_cached_step(m, optimizer):
+        cache = FrozenPrefixCache(m, data.train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host) if cfg.cache_frozen \
+            else None
+        return make_step(m, optimizer, cache=cache)
+
+    def make_batches(step):
+        images = data.train_x if step.cache is None else step.cache
+        return batch_stream(images, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment)
+
     device = data.train_x.device
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        speedup, _ = time_model(model, times, stream, make_optimizer, make_step)
+        speedup, _ = time_model(model, times, make_batches, make_optimizer, make_cached_step, total_iters)
     log.info("time-model speedup %.1f%% (measured in %.1f s)", 100 * speedup, time.perf_counter() - start)
     return speedup
 

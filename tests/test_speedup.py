@@ -239,9 +239,12 @@ def test_measure_stage_seconds_leaves_the_model_untouched():
         return FreezeOut(groups, Schedule((1.0,) * len(groups), 10**9, 0.1, True),
                          lambda pgs: torch.optim.SGD(pgs, lr=0.1, momentum=0.9))
 
-    seconds = measure_stage_seconds(model, make_controller, _batches(), [0, 3, 3, 6], TrainStep,
+    stream = _batches()
+    timings = measure_stage_seconds(model, make_controller, lambda step: stream, [0, 3, 3, 6], TrainStep,
                                     steps=2, chunks=2, warmup=1)
+    seconds = timings.samples
     assert sorted(seconds) == [0, 3, 6] and all(len(v) == 2 and min(v) > 0 for v in seconds.values())
+    assert sorted(timings.event_seconds) == [0, 3, 6]
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(p.requires_grad for p in model.parameters())
