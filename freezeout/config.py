@@ -12,7 +12,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-from .data import check_split_sizes, dataset_spec
+from .data import check_sizes, dataset_spec
 from .errors import ConfigError
 from .models import build_model, list_models, model_hparams
 from .schedule import STRATEGIES
@@ -50,12 +50,15 @@ class StrategyConfig:
 
 @dataclass
 class DataConfig:
-    name: str = MISSING  # cifar10 | cifar100 | fashion_mnist
+    """Every data option, for every source (freezeout/data/)."""
+    source: str = "builtin"  # builtin (name: cifar10 | cifar100 | fashion_mnist)
+    name: str = MISSING  # the dataset
     root: str = "data"  # where datasets live / are downloaded (relative to the launch directory)
     subset: Optional[int] = None  # train on the first N training images only (None: all)
     val_size: int = 5000  # the last val_size training images are the validation split
     augment: bool = False  # pad-4 random crop + horizontal flip, on the device
     download: bool = True  # try torchvision's download when the data is not in root
+    max_memory_gb: float = 8.0  # refuse data whose float32 tensors, all splits, exceed this (GB = 1e9 bytes)
 
 
 @dataclass
@@ -142,8 +145,8 @@ def validate(cfg: DictConfig) -> torch.device:
     unknown = sorted(set(model_kwargs(cfg)) - set(model_hparams(cfg.model.name)))
     need(not unknown, f"model={cfg.model.name} has no hyperparameter {', '.join(unknown)}; "
                       f"allowed: {', '.join(model_hparams(cfg.model.name))}")
-    spec = dataset_spec(cfg.data.name)
-    n_train = check_split_sizes(cfg.data.name, cfg.data.val_size, cfg.data.subset)
+    spec = dataset_spec(cfg.data)
+    n_train = check_sizes(cfg.data, spec, with_test=cfg.eval_test)
     need(cfg.batch_size <= n_train,
          f"batch_size={cfg.batch_size} is larger than the {n_train} training images")
     device = resolve_device(cfg.device)

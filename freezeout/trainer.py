@@ -57,8 +57,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         return previous
 
     model = build_run_model(cfg, device)
-    data = load_data(cfg.data.name, cfg.data.root, device, cfg.data.val_size, cfg.data.subset,
-                     with_test=cfg.eval_test, download=cfg.data.download)
+    data = load_data(cfg.data, device, with_test=cfg.eval_test)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fastest kernels; bitwise resume is a CPU promise
 
@@ -251,7 +250,7 @@ def build_run_model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
     """The run's model with its initial weights (which depend on the seed only), on ``device``
     and in the run's memory format. The benchmark builds its models here too."""
     torch.manual_seed(cfg.seed)
-    spec = dataset_spec(cfg.data.name)
+    spec = dataset_spec(cfg.data)
     model = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg)).to(device)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 

@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = validate(cfg)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the trainer does
-    data = load_data(cfg.data.name, cfg.data.root, device, cfg.data.val_size, cfg.data.subset,
-                     download=cfg.data.download)
+    data = load_data(cfg.data, device)
     model0 = build(cfg, device)
     n = len(model0.layer_groups())
     hparams = {k: v for k, v in cfg.model.items() if k != "name"}

@@ -114,10 +114,10 @@ def memory_probe(args: argparse.Namespace, k: int) -> dict:
 
     cfg = compose_config(args)
     device = validate(cfg)
-    spec = dataset_spec(cfg.data.name)
+    spec = dataset_spec(cfg.data)
     model = build(cfg, device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    shape = (cfg.batch_size, spec.in_channels, spec.image_size, spec.image_size)
+    shape = (cfg.batch_size, spec.in_channels, *spec.image_size)
     x = torch.randn(shape, generator=gen, device=device)
     y = torch.randint(0, spec.num_classes, (cfg.batch_size,), generator=gen, device=device)
     freezer, j = frozen_controller(model, k, cfg)
