@@ -50,14 +50,20 @@ class StrategyConfig:
 
 @dataclass
 class DataConfig:
-    """Every data option, for every source (freezeout/data/)."""
-    source: str = "builtin"  # builtin (name: cifar10 | cifar100 | fashion_mnist)
-    name: str = MISSING  # the dataset
+    """Every data option, for every source (freezeout/data/); unused ones are ignored."""
+    source: str = "builtin"  # builtin (name: cifar10 | cifar100 | fashion_mnist) | image_folder
+    # builtin: the dataset; image_folder: a label for summaries and analysis (name two folders
+    # differently: data.root does not tell runs apart)
+    name: str = MISSING
     root: str = "data"  # where datasets live / are downloaded (relative to the launch directory)
     subset: Optional[int] = None  # train on the first N training images only (None: all)
-    val_size: int = 5000  # the last val_size training images are the validation split
+    # images held out of the training split for validation: builtin, the last val_size; image_folder, the
+    # last val_size of a fixed pseudo-random order; image_folder with a val/ folder: unused
+    val_size: int = 5000
     augment: bool = False  # pad-4 random crop + horizontal flip, on the device
     download: bool = True  # try torchvision's download when the data is not in root
+    image_size: Optional[Any] = None  # resize to N x N or [H, W] pixels (image_folder); None: as stored
+    channels: Optional[int] = None  # 1 (grey) or 3 (RGB) (image_folder); None: as the first image
     max_memory_gb: float = 8.0  # refuse data whose float32 tensors, all splits, exceed this (GB = 1e9 bytes)
 
 

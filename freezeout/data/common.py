@@ -1,18 +1,19 @@
 """What every data source shares: the spec and splits types, the data options, split-size and
-memory checks, and normalisation."""
+memory checks, the fixed train/validation order, and normalisation statistics."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
 
-SOURCES = ("builtin",)
+SOURCES = ("builtin", "image_folder")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,25 @@ def root_of(opts) -> Path:
     return Path(opts.root).expanduser()
 
 
+def wanted_size(opts) -> tuple[int, int] | None:
+    """``data.image_size`` as (H, W): an int is a square; None keeps the stored size."""
+    size = opts.image_size
+    if size is None:
+        return None
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = [size, size]
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)):
+        raise ConfigError(f"data.image_size={opts.image_size!r}; need a positive int or [H, W]")
+    return int(size[0]), int(size[1])
+
+
+def wanted_channels(opts) -> int | None:
+    if opts.channels not in (None, 1, 3):
+        raise ConfigError(f"data.channels={opts.channels!r}; allowed: 1 (grey), 3 (RGB), or null (as the first image)")
+    return opts.channels
+
+
 def check_val_size(opts, n: int, where: str) -> int:
     """``data.val_size`` against the ``n`` training images it is held out of; returns the rest."""
     if not 1 <= opts.val_size < n:
@@ -116,6 +136,28 @@ def check_memory(opts, n_images: int, channels: int, size: tuple[int, int]) -> N
             f"{opts.name} would take {gb:.3g} GB as float32 tensors ({n_images} images of {channels}x"
             f"{size[0]}x{size[1]}, all splits), more than data.max_memory_gb={opts.max_memory_gb}: train on "
             f"fewer images (data.subset=N), make them smaller (data.image_size=N), or raise data.max_memory_gb")
+
+
+def fixed_order(keys: Sequence[str]) -> list[int]:
+    """Indices of ``keys`` ordered by the SHA-1 of each key: a pseudo-random order that mixes
+    classes, is the same on every machine and for every seed, and keeps the relative order of
+    existing images when new ones are added."""
+    return sorted(range(len(keys)), key=lambda i: hashlib.sha1(keys[i].encode()).digest())
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of uint8 NHWC images, in [0, 1] units, computed
+    exactly from a 256-bin histogram per channel."""
+    t = torch.from_numpy(images)
+    values = torch.arange(256, dtype=torch.float64) / 255
+    means, stds = [], []
+    for c in range(images.shape[-1]):
+        counts = torch.bincount(t[..., c].reshape(-1), minlength=256).double()
+        mean = (counts * values).sum() / counts.sum()
+        var = (counts * (values - mean) ** 2).sum() / counts.sum()
+        means.append(mean.item())
+        stds.append(var.sqrt().item() or 1.0)  # a constant channel: leave its scale alone
+    return tuple(means), tuple(stds)
 
 
 def normalise(images: np.ndarray | torch.Tensor, spec: DatasetSpec, device: torch.device) -> torch.Tensor:

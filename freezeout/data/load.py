@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from . import builtin
-from .common import DatasetSpec, Splits, check_memory, check_sizes, normalise, options
+from . import builtin, folder
+from .common import DatasetSpec, Splits, channel_stats, check_memory, check_sizes, normalise, options
 
-_SOURCES = {"builtin": builtin}
+_SOURCES = {"builtin": builtin, "image_folder": folder}
 
 
 def dataset_spec(data_cfg: Any) -> DatasetSpec:
@@ -31,6 +31,9 @@ def load_data(data_cfg: Any, device: torch.device, with_test: bool = False) -> S
     raw = source.load(opts, spec, n_train, with_test)
     n_test = 0 if raw.test_x is None else len(raw.test_x)
     check_memory(opts, len(raw.train_x) + len(raw.val_x) + n_test, spec.in_channels, spec.image_size)
+    if spec.mean is None:  # statistics of the training images only: nothing seen from val or test
+        mean, std = channel_stats(raw.train_x)
+        spec = dataclasses.replace(spec, mean=mean, std=std)
     if raw.test_x is not None:
         spec = dataclasses.replace(spec, test_size=n_test)
 
