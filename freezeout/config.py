@@ -6,7 +6,7 @@ names are checked by :func:`validate` before any data is loaded or any file is w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from hydra.core.config_store import ConfigStore
@@ -51,19 +51,21 @@ class StrategyConfig:
 @dataclass
 class DataConfig:
     """Every data option, for every source (freezeout/data/); unused ones are ignored."""
-    source: str = "builtin"  # builtin (name: cifar10 | cifar100 | fashion_mnist) | image_folder
-    # builtin: the dataset; image_folder: a label for summaries and analysis (name two folders
-    # differently: data.root does not tell runs apart)
+    # builtin (name: cifar10 | cifar100 | fashion_mnist) | image_folder | torchvision
+    source: str = "builtin"
+    # builtin: the dataset; torchvision: a class of torchvision.datasets (MNIST, SVHN...); image_folder: a
+    # label for summaries and analysis (name two folders differently: data.root does not tell runs apart)
     name: str = MISSING
     root: str = "data"  # where datasets live / are downloaded (relative to the launch directory)
     subset: Optional[int] = None  # train on the first N training images only (None: all)
-    # images held out of the training split for validation: builtin, the last val_size; image_folder, the
-    # last val_size of a fixed pseudo-random order; image_folder with a val/ folder: unused
+    # images held out of the training split for validation: builtin, the last val_size; image_folder and
+    # torchvision, the last val_size of a fixed pseudo-random order; image_folder with a val/ folder: unused
     val_size: int = 5000
-    augment: bool = False  # pad-4 random crop + horizontal flip, on the device
+    augment: bool = False  # pad-4 random crop (padded black) + horizontal flip, on the device
     download: bool = True  # try torchvision's download when the data is not in root
-    image_size: Optional[Any] = None  # resize to N x N or [H, W] pixels (image_folder); None: as stored
-    channels: Optional[int] = None  # 1 (grey) or 3 (RGB) (image_folder); None: as the first image
+    image_size: Optional[Any] = None  # resize to N x N or [H, W] pixels (image_folder, torchvision); None: as stored
+    channels: Optional[int] = None  # 1 (grey) or 3 (RGB) (image_folder, torchvision); None: as the first image
+    kwargs: Dict[str, Any] = field(default_factory=dict)  # extra constructor arguments (torchvision)
     max_memory_gb: float = 8.0  # refuse data whose float32 tensors, all splits, exceed this (GB = 1e9 bytes)
 
 

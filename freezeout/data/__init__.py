@@ -1,8 +1,9 @@
 """Datasets as tensors on the device; batching and augmentation are tensor ops (as in airbench).
 
-Sources (``data.source``): ``builtin`` (cifar10, cifar100, fashion_mnist) and ``image_folder``
-(your own images, one folder per class). Each gives uint8 images; :func:`load_data` normalises
-them per channel and puts every split on the device as one float32 tensor.
+Sources (``data.source``): ``builtin`` (cifar10, cifar100, fashion_mnist), ``image_folder``
+(your own images, one folder per class) and ``torchvision`` (any torchvision image-classification
+dataset by its class name). Each gives uint8 images; :func:`load_data` normalises them per
+channel and puts every split on the device as one float32 tensor.
 """
 from .batches import augment_batch, batch_stream, iterations_per_epoch, train_batches
 from .builtin import SYSTEM_FASHION_MNIST

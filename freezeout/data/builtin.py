@@ -32,12 +32,14 @@ def spec(opts) -> DatasetSpec:
     """Known facts (no file is read): the sizes of the official splits."""
     if opts.name not in BUILTIN:
         raise ConfigError(f"data.name={opts.name!r} is unknown; allowed: {', '.join(BUILTIN)} (or "
-                          f"data=image_folder)")
+                          f"data=torchvision data.name=<a torchvision dataset>, data=image_folder)")
     classes, channels, side, n_train, n_test, mean, std = BUILTIN[opts.name]
     # These are used as stored: resizing and channel conversion are for the other sources.
     if wanted_size(opts) not in (None, (side, side)) or wanted_channels(opts) not in (None, channels):
-        raise ConfigError(f"data={opts.name} is used at its own size and channels ({channels}x{side}x{side}); "
-                          "data.image_size and data.channels convert image folders")
+        raise ConfigError(f"data={opts.name} is used at its own size and channels ({channels}x{side}x{side}); to "
+                          "convert it use data=torchvision (e.g. data.name=CIFAR10) with data.image_size/data.channels")
+    if opts.kwargs:
+        raise ConfigError(f"data.kwargs={opts.kwargs} applies to data=torchvision only")
     available = check_val_size(opts, n_train, opts.name)
     return DatasetSpec(classes, channels, (side, side), available, opts.val_size, n_test, mean, std)
 

@@ -13,7 +13,7 @@ import torch
 
 from ..errors import ConfigError
 
-SOURCES = ("builtin", "image_folder")
+SOURCES = ("builtin", "image_folder", "torchvision")
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ def options(data_cfg: Any):
             raise ConfigError(f"data.{key} is not set: data={opts.source} needs data.{key}=...")
     if opts.source not in SOURCES:
         raise ConfigError(f"data.source={opts.source!r} is unknown; allowed: {', '.join(SOURCES)}")
+    opts.kwargs = dict(opts.kwargs or {})
     return opts
 
 

@@ -1,4 +1,5 @@
-"""PIL images to uint8 arrays: channel conversion and resizing, for the image-folder source."""
+"""PIL images to uint8 arrays: channel conversion and resizing, shared by the image-folder and
+torchvision sources."""
 from __future__ import annotations
 
 from pathlib import Path

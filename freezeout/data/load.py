@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from . import builtin, folder
+from . import builtin, folder, tvsets
 from .common import DatasetSpec, Splits, channel_stats, check_memory, check_sizes, normalise, options
 
-_SOURCES = {"builtin": builtin, "image_folder": folder}
+_SOURCES = {"builtin": builtin, "image_folder": folder, "torchvision": tvsets}
 
 
 def dataset_spec(data_cfg: Any) -> DatasetSpec:
