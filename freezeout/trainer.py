@@ -137,7 +137,7 @@ def _loop(cfg, model, data: Splits, freezer: FreezeOut, step, generator, state, 
             synchronize(device)
             start = time.perf_counter()
             j = state["iteration"]
-            for x, y in train_batches(data.train_x, data.train_y, cfg.batch_size, generator, augment):
+            for x, y in train_batches(data.train_x, data.train_y, cfg.batch_size, generator, augment, data.spec.black):
                 if j >= total_iters:
                     break
                 freezer.step(j)
@@ -268,7 +268,8 @@ def _predict_time_speedup(model, data: Splits, cfg, device) -> float:
     its own batch stream and without touching the run's random streams (so a run trains the same
     with or without it)."""
     channels_last = cfg.channels_last
-    stream = batch_stream(data.train_x, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment)
+    stream = batch_stream(data.train_x, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment,
+                          data.spec.black)
 
     def make_batch():
         x, y = next(stream)

@@ -72,15 +72,17 @@ def test_subset_larger_than_a_local_copy_is_rejected(tmp_path):
                   torch.device("cpu"))
 
 
-def test_augmentation_crops_and_flips_on_the_device():
+@pytest.mark.parametrize("fill", [0.0, (-1.0, -2.0, -3.0)])
+def test_augmentation_crops_and_flips_on_the_device(fill):
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
-    out = augment_batch(x, torch.Generator().manual_seed(0), pad=2)
+    out = augment_batch(x, torch.Generator().manual_seed(0), pad=2, fill=fill)
     assert out.shape == x.shape
-    for i in range(2):  # every output is a shifted (zero-filled) and maybe mirrored copy
+    for i in range(2):  # every output is a shifted (fill-padded) and maybe mirrored copy
         found = False
         for flip in (False, True):
             src = x[i].flip(2) if flip else x[i]
             padded = torch.nn.functional.pad(src, (2, 2, 2, 2))
+            padded[:, [0, 1, -2, -1], :] = padded[:, :, [0, 1, -2, -1]] = torch.tensor(fill).view(-1, 1, 1)
             for dy in range(5):
                 for dx in range(5):
                     found |= torch.equal(padded[:, dy:dy + 8, dx:dx + 8], out[i])

@@ -1,5 +1,6 @@
 """Image folders of real PNG files (Fashion-MNIST images): labels, splits, statistics, resizing,
-channels, every layout error, the memory budget."""
+channels, every layout error, the memory budget; and the augmentation's black padding against
+torchvision's own transforms."""
 from __future__ import annotations
 
 import json
@@ -8,10 +9,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.functional as TF
 from PIL import Image
 
 from conftest import TINY, run_cli
-from freezeout.data import check_sizes, dataset_spec, load_data
+from freezeout.data import check_sizes, dataset_spec, load_data, shift_and_flip
 from freezeout.errors import ConfigError
 
 CPU = torch.device("cpu")
@@ -190,6 +192,31 @@ def test_test_split_needed_for_eval_test(fmnist_by_class, tmp_path):
     root = write_folder(tmp_path, fmnist_by_class, count=6)
     with pytest.raises(ConfigError, match="eval_test=true, but pngs has no test split"):
         check_sizes(cfg(root, val_size=3), dataset_spec(cfg(root, val_size=3)), with_test=True)
+
+
+@pytest.mark.parametrize("source", ["fashion_mnist", "cifar10"])
+def test_padding_is_black_as_torchvision_pads_before_normalising(source, fmnist_root, tmp_path):
+    """Our crop + flip on normalised tensors equals torchvision's RandomCrop(padding=4) + flip on
+    the image, then Normalize, for every crop offset and both flips."""
+    if source == "fashion_mnist":
+        data = load_data({"name": "fashion_mnist", "root": str(fmnist_root), "val_size": 10, "subset": 3}, CPU)
+    else:
+        from test_data import write_cifar
+        write_cifar(tmp_path, "cifar10", n_train=20)
+        data = load_data({"name": "cifar10", "root": str(tmp_path), "val_size": 10, "subset": 3}, CPU)
+    spec, n, h, pad = data.spec, 3, data.train_x.shape[2], 4
+    images = [TF.to_tensor(Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img))
+              for img in as_uint8(data.train_x, spec)]  # the stored uint8 images, as torchvision reads them
+    assert torch.equal(torch.stack([TF.normalize(t, spec.mean, spec.std) for t in images]), data.train_x)
+    for dy in range(2 * pad + 1):
+        for dx in range(2 * pad + 1):
+            for flip in (False, True):
+                ours = shift_and_flip(data.train_x, torch.full((n,), dy), torch.full((n,), dx),
+                                      torch.full((n,), flip), pad, torch.tensor(spec.black))
+                for i, t in enumerate(images):
+                    crop = TF.crop(TF.pad(t, [pad], fill=0), dy, dx, h, h)
+                    theirs = TF.normalize(TF.hflip(crop) if flip else crop, spec.mean, spec.std)
+                    assert torch.equal(ours[i], theirs), (dy, dx, flip)
 
 
 @pytest.mark.slow

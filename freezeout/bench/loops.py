@@ -18,7 +18,7 @@ def batch_stream(data, batch_size: int, seed: int, augment: bool) -> Iterator[tu
     """Endless training batches (``data.batch_stream``); equal seeds give equal batches."""
     from ..data import batch_stream as stream
 
-    return stream(data.train_x, data.train_y, batch_size, seed, augment)
+    return stream(data.train_x, data.train_y, batch_size, seed, augment, data.spec.black)
 
 
 def frozen_controller(model, k: int, cfg):

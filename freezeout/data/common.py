@@ -30,6 +30,14 @@ class DatasetSpec:
     std: tuple[float, ...] | None = None  # training split is loaded (where computed from it)
     classes: tuple[str, ...] | None = None  # class names in label order, where known
 
+    @property
+    def black(self) -> tuple[float, ...]:
+        """The value a black pixel (0) takes after normalisation, per channel: what augmentation
+        pads with, as torchvision's RandomCrop pads the image before Normalize."""
+        mean = torch.tensor(self.mean, dtype=torch.float32)
+        std = torch.tensor(self.std, dtype=torch.float32)
+        return tuple(((torch.zeros_like(mean) - mean) / std).tolist())  # the same ops as normalise()
+
 
 @dataclass
 class Splits:
