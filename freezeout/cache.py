@@ -36,7 +36,8 @@ def stage_shapes(model: nn.Module, image_shape: tuple[int, ...], device: torch.d
 
 class FrozenPrefixCache:
     """The frozen prefix's outputs for every training image: looks like the training tensor to
-    the batch drawer (``cache[idx]``, ``len``, ``device``), at the store's current ``stage``."""
+    the batch drawer (``cache[idx]``, ``len``, ``device``, ``dtype``), at the store's current
+    ``stage``."""
 
     def __init__(self, model: nn.Module, images: torch.Tensor, budget_bytes: float, on_host: bool = False,
                  batch_size: int = 500):
@@ -78,6 +79,10 @@ class FrozenPrefixCache:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.features.dtype
 
     def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
         if self.features.device != self.device:  # pinned host store: gather there, copy over

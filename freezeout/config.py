@@ -6,13 +6,13 @@ names are checked by :func:`validate` before any data is loaded or any file is w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from .data import check_split_sizes, dataset_spec
+from .data import check_sizes, dataset_spec
 from .errors import ConfigError
 from .models import build_model, list_models, model_hparams
 from .optim import check_optimizer
@@ -85,12 +85,23 @@ class AutoFreezeConfig:
 
 @dataclass
 class DataConfig:
-    name: str = MISSING  # cifar10 | cifar100 | fashion_mnist
+    """Every data option, for every source (freezeout/data/); unused ones are ignored."""
+    # builtin (name: cifar10 | cifar100 | fashion_mnist) | image_folder | torchvision
+    source: str = "builtin"
+    # builtin: the dataset; torchvision: a class of torchvision.datasets (MNIST, SVHN...); image_folder: a
+    # label for summaries and analysis (name two folders differently: data.root does not tell runs apart)
+    name: str = MISSING
     root: str = "data"  # where datasets live / are downloaded (relative to the launch directory)
     subset: Optional[int] = None  # train on the first N training images only (None: all)
-    val_size: int = 5000  # the last val_size training images are the validation split
-    augment: bool = False  # pad-4 random crop + horizontal flip, on the device
+    # images held out of the training split for validation: builtin, the last val_size; image_folder and
+    # torchvision, the last val_size of a fixed pseudo-random order; image_folder with a val/ folder: unused
+    val_size: int = 5000
+    augment: bool = False  # pad-4 random crop (padded black) + horizontal flip, on the device
     download: bool = True  # try torchvision's download when the data is not in root
+    image_size: Optional[Any] = None  # resize to N x N or [H, W] pixels (image_folder, torchvision); None: as stored
+    channels: Optional[int] = None  # 1 (grey) or 3 (RGB) (image_folder, torchvision); None: as the first image
+    kwargs: Dict[str, Any] = field(default_factory=dict)  # extra constructor arguments (torchvision)
+    max_memory_gb: float = 8.0  # refuse data whose float32 tensors, all splits, exceed this (GB = 1e9 bytes)
 
 
 @dataclass
@@ -183,8 +194,8 @@ def validate(cfg: DictConfig) -> torch.device:
     unknown = sorted(set(model_kwargs(cfg)) - set(model_hparams(cfg.model.name)))
     need(not unknown, f"model={cfg.model.name} has no hyperparameter {', '.join(unknown)}; "
                       f"allowed: {', '.join(model_hparams(cfg.model.name))}")
-    spec = dataset_spec(cfg.data.name)
-    n_train = check_split_sizes(cfg.data.name, cfg.data.val_size, cfg.data.subset)
+    spec = dataset_spec(cfg.data)
+    n_train = check_sizes(cfg.data, spec, with_test=cfg.eval_test)
     need(cfg.batch_size <= n_train,
          f"batch_size={cfg.batch_size} is larger than the {n_train} training images")
     device = resolve_device(cfg.device)

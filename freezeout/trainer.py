@@ -66,8 +66,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
         return previous
 
     model = build_run_model(cfg, device)
-    data = load_data(cfg.data.name, cfg.data.root, device, cfg.data.val_size, cfg.data.subset,
-                     with_test=cfg.eval_test, download=cfg.data.download)
+    data = load_data(cfg.data, device, with_test=cfg.eval_test)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fastest kernels; bitwise resume is a CPU promise
     ipe = iterations_per_epoch(len(data.train_x), cfg.batch_size)
@@ -158,7 +157,8 @@ def _train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainSt
             if step.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(step.device)
             images = data.train_x if step.cache is None else step.cache  # the store looks like the images
-            batches = train_batches(images, data.train_y, cfg.batch_size, generator, cfg.data.augment)
+            batches = train_batches(images, data.train_y, cfg.batch_size, generator, cfg.data.augment,
+                                    data.spec.black)
             result = run_iterations(step, controller, batches, state.iteration, min(total, epoch * ipe),
                                     cfg.log_every, on_log)
             start = time.perf_counter()
@@ -197,7 +197,7 @@ def build_run_model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
     """The run's model with its initial weights (which depend on the seed only), on ``device``
     and in the run's memory format. The benchmark builds its models here too."""
     torch.manual_seed(cfg.seed)
-    spec = dataset_spec(cfg.data.name)
+    spec = dataset_spec(cfg.data)
     model = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg)).to(device)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
@@ -229,7 +229,7 @@ def _time_prediction(model, data: Splits, cfg, times, make_optimizer, make_step,
 
     def make_batches(step):
         images = data.train_x if step.cache is None else step.cache
-        return batch_stream(images, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment)
+        return batch_stream(images, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment, data.spec.black)
 
     device = data.train_x.device
     start = time.perf_counter()

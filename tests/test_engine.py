@@ -38,7 +38,7 @@ def test_evaluate_runs_in_eval_mode_and_moves_no_statistic(fmnist_root):
 
     cfg = tiny(fmnist_root)
     model = build_run_model(cfg, torch.device("cpu")).train()
-    data = load_data("fashion_mnist", fmnist_root, torch.device("cpu"), val_size=500, subset=64)
+    data = load_data(cfg.data, torch.device("cpu"))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     loss, err = evaluate(model, data.val_x, data.val_y)
     assert model.training  # restored

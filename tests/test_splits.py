@@ -10,7 +10,8 @@ from freezeout.data import load_data
 def test_validation_is_the_last_images_and_disjoint_from_training(fmnist_root):
     raw = torchvision.datasets.FashionMNIST(str(fmnist_root), train=True, download=False)
     images, labels = raw.data, raw.targets  # uint8 (60000, 28, 28)
-    splits = load_data("fashion_mnist", fmnist_root, torch.device("cpu"), val_size=300, subset=700, download=False)
+    splits = load_data({"name": "fashion_mnist", "root": str(fmnist_root), "val_size": 300, "subset": 700,
+                        "download": False}, torch.device("cpu"))
     spec = splits.spec
 
     def normalised(x):

@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     cfg = compose_run(overrides)
     device = validate(cfg)
-    data = load_data(cfg.data.name, cfg.data.root, device, cfg.data.val_size, cfg.data.subset,
-                     download=cfg.data.download)
+    data = load_data(cfg.data, device)
     model0 = build_run_model(cfg, device).train()
     n = len(model0.layer_groups())
     results = {
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{cfg.batch_size}, {cfg.epochs} epochs), {results['environment']['device']}, {cfg.precision}")
 
     def stream():
-        return batch_stream(data.train_x, data.train_y, cfg.batch_size, cfg.seed, cfg.data.augment)
+        return batch_stream(data.train_x, data.train_y, cfg.batch_size, cfg.seed, cfg.data.augment, data.spec.black)
 
     with tempfile.TemporaryDirectory(prefix="freezeout-bench-") as tmp:
         results["realisation"] = realisation(s, overrides, Path(tmp))
