@@ -108,3 +108,17 @@ def test_memory_budget_is_checked_before_loading():
     check_sizes({**opts, "max_memory_gb": 0.7}, dataset_spec(opts))
     with pytest.raises(ConfigError, match="0.737 GB .*60000 images"):  # with the 10,000 test images
         check_sizes({**opts, "max_memory_gb": 0.7}, dataset_spec(opts), with_test=True)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_the_shards_of_a_step_are_the_single_process_batch(augment):
+    x, y = torch.randn(100, 1, 8, 8), torch.arange(100)
+    one = list(train_batches(x, y, 12, torch.Generator().manual_seed(3), augment, -1.0))
+    gens = [torch.Generator().manual_seed(3) for _ in range(3)]
+    shards = [list(train_batches(x, y, 12, g, augment, -1.0, shard=(r, 3))) for r, g in enumerate(gens)]
+    assert len(one) == 8 and all(len(s) == 8 for s in shards)
+    for i, (xb, yb) in enumerate(one):
+        assert torch.equal(torch.cat([s[i][0] for s in shards]), xb)  # augmentation included
+        assert torch.equal(torch.cat([s[i][1] for s in shards]), yb)
+        assert all(len(s[i][1]) == 4 for s in shards)
+    assert all(torch.equal(g.get_state(), gens[0].get_state()) for g in gens)  # the streams stay equal

@@ -15,11 +15,14 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, fil
     value of a black pixel) to pad as the paper does, with torchvision's ``RandomCrop(32,
     padding=4)`` on the image before ``Normalize``; 0 pads with the mean colour instead.
     """
-    n = len(x)
-    dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
-    flip = torch.rand(n, device=x.device, generator=generator) < 0.5
-    return shift_and_flip(x, dy, dx, flip, pad, fill)
+    return shift_and_flip(x, *augment_draws(len(x), generator, x.device, pad), pad, fill)
+
+
+def augment_draws(n: int, generator: torch.Generator, device: torch.device, pad: int = 4):
+    """The random offsets ``(dy, dx)`` and flips of ``n`` images, in the generator's order."""
+    dy = torch.randint(0, 2 * pad + 1, (n,), device=device, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), device=device, generator=generator)
+    return dy, dx, torch.rand(n, device=device, generator=generator) < 0.5
 
 
 def shift_and_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int,
@@ -43,23 +46,35 @@ def iterations_per_epoch(n: int, batch_size: int) -> int:
     return n // batch_size
 
 
-def batch_stream(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, augment: bool,
-                 fill: Fill = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batch_stream(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, augment: bool, fill: Fill = 0.0,
+                 shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless training batches, epoch after epoch, from their own generator (equal seeds give
-    equal batches): for measurements that must not touch a run's random streams."""
+    equal batches): for measurements that must not touch a run's random streams. ``shard``: as
+    for :func:`train_batches`."""
     generator = torch.Generator(device=x.device).manual_seed(seed)
     while True:
-        yield from train_batches(x, y, batch_size, generator, augment, fill)
+        yield from train_batches(x, y, batch_size, generator, augment, fill, shard)
 
 
 def train_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
-                  augment: bool, fill: Fill = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                  augment: bool, fill: Fill = 0.0,
+                  shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of shuffled batches, drawn and augmented on the device; ``fill``: the padding
-    value of the augmentation (``spec.black`` pads black, as the paper)."""
+    value of the augmentation (``spec.black`` pads black, as the paper).
+
+    ``shard=(rank, world_size)``: each global batch of ``batch_size`` images, and its augmentation,
+    is drawn from ``generator`` exactly as in one process (every process holds the same generator);
+    this process takes slice ``rank`` of ``world_size`` equal slices of it. The slices of a step are
+    then exactly the single-process batch, and the generators of all processes stay equal."""
     # Once per epoch, not per step: a host-to-device copy inside the step would cost a sync.
     fill = torch.as_tensor(fill, dtype=x.dtype).to(x.device)
+    rank, world = shard
+    part = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
     perm = torch.randperm(len(x), device=x.device, generator=generator)
     for i in range(iterations_per_epoch(len(x), batch_size)):
         idx = perm[i * batch_size:(i + 1) * batch_size]
-        xb = x[idx]
-        yield (augment_batch(xb, generator, fill=fill) if augment else xb), y[idx]
+        if augment:
+            draws = augment_draws(batch_size, generator, x.device)  # the whole global batch's
+            yield shift_and_flip(x[idx[part]], *(d[part] for d in draws), pad=4, fill=fill), y[idx[part]]
+        else:
+            yield x[idx[part]], y[idx[part]]
