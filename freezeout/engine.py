@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
+from .ddp import GradSync
 from .devices import autocast_dtype, synchronize
 
 
@@ -34,6 +36,8 @@ class TrainStep:
     precision (autocast; fp16 with a gradient scaler), memory format and ``torch.compile``.
 
     Returns the loss as a device tensor: reading it back is left to the loop, once in a while.
+    When several processes train together, the forward runs through DDP (``sync``, rebuilt at
+    each freezing event), which all-reduces the trainable groups' gradients.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, precision: str = "fp32",
@@ -48,10 +52,15 @@ class TrainStep:
         self.cache, self.start = cache, 0
         if compile_model:
             compile_groups(model)
+        self.sync = GradSync(model, device) if distributed.active() else None
 
     def on_freeze(self, frozen: int) -> None:
         """The loop calls this when the frozen prefix has grown to ``frozen`` groups (and once at
-        its start): a cached step advances its store."""
+        its start): a distributed step rebuilds its DDP wrapper for the trainable groups (first:
+        the newly frozen groups then hold rank 0's statistics before the cache stores their
+        outputs); a cached step advances its store."""
+        if self.sync is not None:
+            self.sync.wrap(frozen)
         if self.cache is not None:
             self.start = self.cache.advance(frozen)
 
@@ -59,7 +68,10 @@ class TrainStep:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            out = self.model(x) if self.start == 0 else self.model.forward_from(self.start, x)
+            if self.sync is not None:
+                out = self.sync.forward(x, self.start)
+            else:
+                out = self.model(x) if self.start == 0 else self.model.forward_from(self.start, x)
             loss = F.cross_entropy(out, y)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
@@ -69,6 +81,8 @@ class TrainStep:
         else:
             loss.backward()
             self.optimizer.step()
+        if self.sync is not None:
+            self.sync.step_done()
         return loss.detach()
 
 
@@ -108,7 +122,10 @@ def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Te
     stage it trains at (``step.on_freeze``). Every ``log_every`` iterations the summed loss is
     read back (the only host sync), checked and handed to ``on_log(iteration, mean_loss)``; the
     time spent in ``on_log`` is not counted in ``seconds``. ``interrupted()`` is polled at every
-    step boundary and ends the loop early when it returns true. Raises :class:`Diverged`."""
+    step boundary and ends the loop early when it returns true. Raises :class:`Diverged`.
+
+    With several processes, every process runs this loop on its shard of each batch; the losses
+    read back are the means over all processes, so all see (and diverge at) the same values."""
     device = step.device
     loss_sum = torch.zeros((), device=device)
     seen, callback_seconds, frozen = 0, 0.0, None
@@ -124,14 +141,14 @@ def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Te
         loss_sum += step(x, y)
         j, seen = j + 1, seen + 1
         if j % log_every == 0:
-            mean = _finite(loss_sum.item() / seen, j)
+            mean = _finite(distributed.average(loss_sum).item() / seen, j)
             if on_log is not None:
                 t = time.perf_counter()
                 on_log(j, mean)
                 callback_seconds += time.perf_counter() - t
     synchronize(device)
     seconds = time.perf_counter() - start - callback_seconds
-    return LoopResult(_finite(loss_sum.item() / max(seen, 1), j), j, seen, seconds)
+    return LoopResult(_finite(distributed.average(loss_sum).item() / max(seen, 1), j), j, seen, seconds)
 
 
 def _finite(loss: float, iteration: int) -> float:
