@@ -4,6 +4,10 @@
     python run.py -m strategy=linear,squared,cubic t_0=0.5,0.8 seed=0,1
     python run.py -m sweeps=strategies
 
+One run on several processes: ``torchrun --nproc_per_node=N run.py ...`` (one process group for
+the launch, joined before Hydra starts, so that every process writes into rank 0's run directory),
+or ``-m hydra/launcher=slurm_ddp`` (each job on nodes x tasks_per_node processes).
+
 Returns the final validation error as the objective, for Hydra's sweepers. Invalid settings exit
 with one line naming the key and the allowed values (``debug=true`` shows the traceback); in a
 sweep a failing run is recorded in its ``summary.json`` and the sweep goes on.
@@ -34,25 +38,31 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    from freezeout import distributed
     from freezeout.trainer import train  # after Hydra has parsed the command line: fast --help
 
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         apply_job_placement(cfg, hydra_cfg)  # GPU and CPU threads, when jobs run side by side
+        distributed.setup()  # a job of several tasks (slurm_ddp): one process group for them
+        distributed.quiet_other_ranks()
         summary = train(cfg)
     except ConfigError as e:
-        if not in_sweep:
-            _exit(f"error: {e}", 2)
+        if not in_sweep:  # every process finds the same bad setting: rank 0 alone says so
+            _exit(f"error: {e}" if distributed.is_main() else None, 2)
         _record_failure(Path(hydra_cfg.runtime.output_dir), cfg, e)
         return math.nan
     except Exception as e:
         if cfg.debug:
             raise
         if not in_sweep:
-            _exit(f"error: run failed: {type(e).__name__}: {e} (debug=true shows the traceback)", 1)
+            where = f" (rank {distributed.rank()})" if distributed.active() else ""
+            _exit(f"error: run failed{where}: {type(e).__name__}: {e} (debug=true shows the traceback)", 1)
         _record_failure(Path(hydra_cfg.runtime.output_dir), cfg, e)
         return math.nan
+    finally:
+        distributed.shutdown()
     err = summary.final_val_err
     return math.nan if err is None or summary.status != COMPLETED else err
 
@@ -60,16 +70,34 @@ def main(cfg: DictConfig) -> float:
 def _record_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:
     """A sweep job failed: say so in its summary.json, unless the trainer already did, or that
     file belongs to another run already there (a config clash: that run must stay as it is)."""
+    from freezeout import distributed
+
     log.error("run %s failed: %s: %s", run_dir, type(error).__name__, error)
-    if (run_dir / SUMMARY_FILE).exists():
+    if not distributed.is_main() or (run_dir / SUMMARY_FILE).exists():
         return
     RunSummary(status=FAILED, error=f"{type(error).__name__}: {error}",
                config=OmegaConf.to_container(cfg, resolve=False)).write(run_dir / SUMMARY_FILE)
 
 
-def _exit(message: str, code: int) -> None:
-    print(message, file=sys.stderr)
+def _exit(message: str | None, code: int) -> None:
+    if message:
+        print(message, file=sys.stderr)
     sys.exit(code)
+
+
+def _join_torchrun(launch_id: str) -> str:
+    """Under torchrun: join the process group before Hydra starts, and take rank 0's launch id,
+    so that all processes write into one run directory (Hydra's default names it by the time
+    and the pid, which differ between processes). Returns the launch id to use."""
+    from freezeout import distributed
+
+    if {"-m", "--multirun"} & set(sys.argv[1:]):
+        _exit("error: a sweep (-m) cannot run under torchrun; run each job on several processes with "
+              "-m hydra/launcher=slurm_ddp, or launch torchrun once per run" if os.environ["RANK"] == "0" else None, 2)
+    distributed.setup()
+    if not distributed.is_main():
+        sys.argv.append("hydra.output_subdir=null")  # .hydra/ is written once, by rank 0
+    return distributed.broadcast(launch_id)
 
 
 if __name__ == "__main__":
@@ -77,7 +105,10 @@ if __name__ == "__main__":
     os.environ["FREEZEOUT_ROOT"] = str(Path(__file__).resolve().parent)
     # One id per launch, inherited by launcher worker processes: output directories of two
     # launches in the same second cannot collide.
-    os.environ["FREEZEOUT_LAUNCH_ID"] = time.strftime("%Y-%m-%d/%H-%M-%S") + f"-{os.getpid()}"
+    launch_id = time.strftime("%Y-%m-%d/%H-%M-%S") + f"-{os.getpid()}"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun with several processes
+        launch_id = _join_torchrun(launch_id)
+    os.environ["FREEZEOUT_LAUNCH_ID"] = launch_id
     # Jobs that a launcher starts as new Python processes (submitit, locally or on SLURM nodes)
     # import this checkout's packages and Hydra plugins, wherever the command is run from.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ["FREEZEOUT_ROOT"],

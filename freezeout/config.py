@@ -125,6 +125,7 @@ class Config:
     cache_frozen: bool = False  # train from stored outputs of the frozen prefix (needs data.augment=false)
     cache_memory_gb: float = 4.0  # the most the cache's store may take, GB
     cache_host: bool = False  # keep the store in pinned host memory instead of on the device
+    sync_bn: bool = False  # several processes: SyncBatchNorm (statistics over all of them; CUDA only)
     log_every: int = 50  # iterations between host syncs (progress bar, divergence check)
     checkpoint: bool = True  # save a checkpoint after every epoch, for resume
     progress: bool = True  # show a progress bar

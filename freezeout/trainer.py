@@ -3,6 +3,9 @@
 Wires config, data, model, schedule, controller and the engine (:mod:`freezeout.engine`, which
 runs every training step), and writes ``metrics.jsonl``, ``summary.json`` and checkpoints.
 ``train_seconds`` counts training steps only: evaluation and checkpointing are timed apart.
+
+On several processes (torchrun, ``hydra/launcher=slurm_ddp``) every process runs this same flow on
+its shard of each batch (:mod:`freezeout.distributed`); rank 0 alone evaluates and writes files.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from . import distributed
 from .checkpoint import CHECKPOINT_FILE, restore_rng_state, rng_state, save_checkpoint
 from .config import model_kwargs, validate
 from .data import Splits, batch_stream, dataset_spec, iterations_per_epoch, load_data, train_batches
@@ -57,16 +61,22 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
     (default: Hydra's output directory) and return the summary. Invalid settings raise
     :class:`~freezeout.errors.ConfigError` before anything is written. A finished run in
     ``run_dir`` is returned as it is; an interrupted one is resumed from its last checkpoint."""
-    device = validate(cfg)
+    distributed.setup()  # joins the launch's process group when started on several processes
+    device = distributed.check_config(cfg, validate(cfg))
+    main = distributed.is_main()  # the one process that writes files
     run_dir = Path(run_dir) if run_dir is not None else hydra_output_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     previous, checkpoint = prior_run(run_dir, cfg)
     if previous is not None and previous.status in FINAL_STATUSES:
         log.info("%s already holds a %s run: nothing to do", run_dir, previous.status)
         return previous
+    distributed.check_resume(checkpoint, run_dir)
+    distributed.barrier()  # every process has read the run directory before rank 0 writes to it
 
-    model = build_run_model(cfg, device)
-    data = load_data(cfg.data, device, with_test=cfg.eval_test)
+    model = distributed.prepare_model(build_run_model(cfg, device), cfg.sync_bn)
+    distributed.seed_rank(cfg.seed)
+    with distributed.main_first():  # rank 0 unpacks or downloads the data, then the others read it
+        data = load_data(cfg.data, device, with_test=cfg.eval_test)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fastest kernels; bitwise resume is a CPU promise
     ipe = iterations_per_epoch(len(data.train_x), cfg.batch_size)
@@ -89,11 +99,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
     if cfg.cache_frozen:
         cache = FrozenPrefixCache(model, data.train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host)
     step = make_step(model, controller.optimizer, cache=cache)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)  # the same on every process
 
     summary = _new_summary(cfg, model, data, device, ipe, controller, predicted, const_time_prediction)
-    log.info("%s (%d layer groups, %.2fM params) on %s: %d iterations (%d a epoch); predicted speedup %s",
-             cfg.model.name, len(groups), summary.num_params / 1e6, device, total_iters, ipe,
+    log.info("%s (%d layer groups, %.2fM params) on %s%s: %d iterations (%d a epoch); predicted speedup %s",
+             cfg.model.name, len(groups), summary.num_params / 1e6, device,
+             f" x {summary.world_size} processes" if summary.world_size > 1 else "", total_iters, ipe,
              ", ".join(f"{k} {100 * v:.1f}%" for k, v in predicted.items() if v is not None))
     state = LoopState()
     if checkpoint is not None:
@@ -101,17 +112,21 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
         controller.load_state_dict(checkpoint["freezer"])
         if step.scaler is not None and checkpoint.get("scaler"):
             step.scaler.load_state_dict(checkpoint["scaler"])
-        restore_rng_state(checkpoint["rng"], generator)
+        restore_rng_state(distributed.own_rng(checkpoint), generator)
+        if step.sync is not None and checkpoint.get("grad_sync"):
+            step.sync.load_state_dict(checkpoint["grad_sync"])
         state = LoopState(**checkpoint["loop"])
         log.info("resuming %s from epoch %d (iteration %d)", run_dir, state.epoch, state.iteration)
     # Each epoch exactly once: drop records written after the checkpoint we resume from.
     records = [r for r in read_metrics(run_dir / METRICS_FILE) if r["epoch"] <= state.epoch]
-    rewrite_metrics(run_dir / METRICS_FILE, records)
+    if main:
+        rewrite_metrics(run_dir / METRICS_FILE, records)
     if records:  # a run killed after its last checkpoint still reports its final error
         summary.final_val_err, summary.final_val_loss = records[-1]["val_err"], records[-1]["val_loss"]
     summary.started_at = _now()
-    _update(summary, state, controller)
-    summary.write(run_dir / SUMMARY_FILE)
+    _update(summary, state, controller, step)
+    if main:
+        summary.write(run_dir / SUMMARY_FILE)
 
     try:
         _train_epochs(cfg, model, data, controller, step, generator, state, summary, run_dir, ipe)
@@ -122,7 +137,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
                                                  controller.schedule.total_iters)
         summary.status = COMPLETED
         if cfg.eval_test:
-            summary.test_err = evaluate(model, data.test_x, data.test_y, cfg.precision)[1]
+            summary.test_err = distributed.on_main(lambda: evaluate(model, data.test_x, data.test_y,
+                                                                    cfg.precision)[1])
     except Diverged as e:
         summary.status, summary.error = DIVERGED, str(e)
         state.iteration = e.iteration  # the iterations it really did
@@ -132,8 +148,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
         raise
     finally:
         summary.finished_at = _now()
-        _update(summary, state, controller)
-        summary.write(run_dir / SUMMARY_FILE)
+        _update(summary, state, controller, step)
+        if main:
+            summary.write(run_dir / SUMMARY_FILE)
     log.info("%s: val err %.2f%% in %.1f s of training (predicted speedup %.1f%%)", summary.status,
              100 * (summary.final_val_err or math.nan), summary.train_seconds,
              100 * (summary.predicted_speedup["flops"] or math.nan))
@@ -146,7 +163,8 @@ def _train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainSt
     a checkpoint and the summary as it stands."""
     total = controller.schedule.total_iters
     epochs, n = math.ceil(total / ipe), len(controller.groups)
-    progress = Progress(total, state.iteration, cfg.progress, f"{cfg.strategy.name} t_0={cfg.t_0}")
+    main = distributed.is_main()
+    progress = Progress(total, state.iteration, cfg.progress and main, f"{cfg.strategy.name} t_0={cfg.t_0}")
 
     def on_log(j: int, loss: float) -> None:
         progress.update(j, loss=loss, frozen=f"{controller.num_frozen}/{n}", val_err=state.best_val_err)
@@ -158,32 +176,39 @@ def _train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainSt
                 torch.cuda.reset_peak_memory_stats(step.device)
             images = data.train_x if step.cache is None else step.cache  # the store looks like the images
             batches = train_batches(images, data.train_y, cfg.batch_size, generator, cfg.data.augment,
-                                    data.spec.black)
+                                    data.spec.black, distributed.shard())
             result = run_iterations(step, controller, batches, state.iteration, min(total, epoch * ipe),
                                     cfg.log_every, on_log)
-            start = time.perf_counter()
-            val_loss, val_err = evaluate(model, data.val_x, data.val_y, cfg.precision)
-            eval_seconds = time.perf_counter() - start
+            distributed.end_epoch(model, epoch)  # one model on every process: rank 0's
+            (val_loss, val_err), eval_seconds = distributed.on_main(
+                lambda: _timed(evaluate, model, data.val_x, data.val_y, cfg.precision))
             state.epoch, state.iteration = epoch, result.iteration
             state.train_seconds += result.seconds
             state.eval_seconds += eval_seconds
             state.best_val_err = val_err if state.best_val_err is None else min(state.best_val_err, val_err)
-            append_metrics(run_dir / METRICS_FILE, {
+            record = {
                 "epoch": epoch, "iteration": result.iteration, "train_loss": result.loss, "val_loss": val_loss,
                 "val_err": val_err, "frozen_groups": controller.num_frozen, "lr": controller.current_lr(),
                 "train_seconds": state.train_seconds, "epoch_seconds": result.seconds,
                 "eval_seconds": eval_seconds, "peak_memory_mb": peak_memory_mb(step.device),
-            })
+            }
+            if step.sync is not None:
+                record["allreduce_bytes_per_step"] = step.sync.take_epoch_bytes_per_step()
+            if main:
+                append_metrics(run_dir / METRICS_FILE, record)
             summary.final_val_err, summary.final_val_loss = val_err, val_loss
             if cfg.checkpoint:
-                save_checkpoint(run_dir / CHECKPOINT_FILE, {
-                    "model": model.state_dict(), "freezer": controller.state_dict(),
-                    "scaler": step.scaler.state_dict() if step.scaler is not None else None,
-                    "rng": rng_state(generator), "loop": dataclasses.asdict(state),
-                    "config": OmegaConf.to_container(cfg, resolve=True),
-                })
-            _update(summary, state, controller)
-            summary.write(run_dir / SUMMARY_FILE)
+                rng = distributed.rng_entries(rng_state(generator))  # gathered from every process
+                if main:
+                    save_checkpoint(run_dir / CHECKPOINT_FILE, {
+                        "model": model.state_dict(), "freezer": controller.state_dict(),
+                        "scaler": step.scaler.state_dict() if step.scaler is not None else None,
+                        **rng, "loop": dataclasses.asdict(state), "config": OmegaConf.to_container(cfg, resolve=True),
+                        "grad_sync": step.sync.state_dict() if step.sync is not None else None,
+                    })
+            _update(summary, state, controller, step)
+            if main:
+                summary.write(run_dir / SUMMARY_FILE)
             progress.update(result.iteration, loss=result.loss, frozen=f"{controller.num_frozen}/{n}",
                             val_err=val_err)
             log.info("epoch %d/%d  loss %.4f  val err %.2f%%  frozen %d/%d  train %.1f s  eval %.1f s",
@@ -191,6 +216,12 @@ def _train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainSt
                      eval_seconds)
     finally:
         progress.close()
+
+
+def _timed(fn, *args):
+    """``(fn(*args), seconds it took)``."""
+    start = time.perf_counter()
+    return fn(*args), time.perf_counter() - start
 
 
 def build_run_model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
@@ -221,7 +252,9 @@ def _predict(cfg, model, data: Splits, costs, times, make_optimizer, make_step,
 def _time_prediction(model, data: Splits, cfg, times, make_optimizer, make_step, total_iters: int) -> float:
     """The time model, measured on this run's device, model, batch size, optimizer and step
     settings (the cache included), from its own batch stream and without touching the run's
-    random streams (so a run trains the same with or without it)."""
+    random streams (so a run trains the same with or without it). On several processes the steps
+    it times are the distributed ones (a shard of each batch, gradients all-reduced), and all
+    processes take rank 0's figure: a const_time run's length must agree."""
     def make_cached_step(m, optimizer):
         cache = FrozenPrefixCache(m, data.train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host) if cfg.cache_frozen \
             else None
@@ -229,14 +262,15 @@ def _time_prediction(model, data: Splits, cfg, times, make_optimizer, make_step,
 
     def make_batches(step):
         images = data.train_x if step.cache is None else step.cache
-        return batch_stream(images, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment, data.spec.black)
+        return batch_stream(images, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment, data.spec.black,
+                            distributed.shard())
 
     device = data.train_x.device
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         speedup, _ = time_model(model, times, make_batches, make_optimizer, make_cached_step, total_iters)
     log.info("time-model speedup %.1f%% (measured in %.1f s)", 100 * speedup, time.perf_counter() - start)
-    return speedup
+    return distributed.broadcast(speedup)
 
 
 def _new_summary(cfg, model, data: Splits, device, ipe: int, controller: FreezeOut, predicted: dict,
@@ -250,15 +284,18 @@ def _new_summary(cfg, model, data: Splits, device, ipe: int, controller: FreezeO
         train_images=len(data.train_x), val_images=len(data.val_x), num_groups=len(controller.groups),
         layer_times=list(controller.times), predicted_speedup=predicted,
         const_time_prediction=const_time_prediction, num_params=sum(p.numel() for p in model.parameters()),
+        world_size=distributed.world_size(),
         versions=library_versions(), git_revision=git_revision(), config=container,
     )
 
 
-def _update(summary: RunSummary, state: LoopState, controller: FreezeOut) -> None:
-    """Bring the summary's progress fields up to date with the loop and the controller."""
+def _update(summary: RunSummary, state: LoopState, controller: FreezeOut, step: TrainStep) -> None:
+    """Bring the summary's progress fields up to date with the loop, the controller and the step."""
     summary.iterations_done, summary.train_seconds = state.iteration, state.train_seconds
     summary.eval_seconds, summary.best_val_err = state.eval_seconds, state.best_val_err
     summary.frozen_groups, summary.freeze_iterations = controller.num_frozen, list(controller.frozen_at)
+    if step.sync is not None:
+        summary.allreduce_bytes_per_step = {str(k): v for k, v in sorted(step.sync.bytes_per_step.items())}
 
 
 def _now() -> str:

@@ -19,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from conftest import REPO, TINY
 from freezeout import distributed
 from freezeout.config import register_configs
+from freezeout.errors import ConfigError
 from freezeout.metrics import RunSummary, read_metrics
 
 register_configs()
@@ -127,3 +128,174 @@ def test_grad_sync_all_reduces_exactly_the_trainable_groups(tmp_path, fmnist_roo
             assert {id(b) for b in ddp.modules_buffers} == {id(b) for g in model.layer_groups()[k:] for b in _buffers(g)}
     finally:
         dist.destroy_process_group()
+
+
+def test_settings_a_distributed_run_cannot_take_are_refused(fmnist_root, monkeypatch):
+    monkeypatch.setattr(distributed, "world_size", lambda: 4)
+    cpu = torch.device("cpu")
+    cases = [("batch_size=50", "batch_size=50 is not divisible by the 4 processes"),
+             ("sync_bn=true", "sync_bn=true needs CUDA devices")]
+    for override, message in cases:
+        cfg = compose_cfg(*TINY, "batch_size=32", f"data.root={fmnist_root}", override)
+        with pytest.raises(ConfigError, match=message) as e:
+            distributed.check_config(cfg, cpu)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"e\.g\. batch_size=52$"):  # the nearest multiple
+        distributed.check_config(compose_cfg(*TINY, "batch_size=50"), cpu)
+
+
+# --- end to end through torchrun ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ddp_run(fmnist_root, tmp_path_factory):
+    """The CUBIC run on 2 processes, launched as a user would (no hydra.run.dir: the default
+    outputs/<launch id>), every process saving its weights at each epoch end (test hook)."""
+    cwd, debug = tmp_path_factory.mktemp("ddp"), tmp_path_factory.mktemp("ddp-states")
+    proc = torchrun(*CUBIC, f"data.root={fmnist_root}", cwd=cwd, env={distributed.DEBUG_STATES_ENV: str(debug)})
+    check_ok(proc)
+    return SimpleNamespace(cwd=cwd, debug=debug, proc=proc)
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_run_and_end_with_the_same_weights(ddp_run):
+    runs = [p.parent for p in (ddp_run.cwd / "outputs").glob("*/*/summary.json")]
+    assert len(runs) == 1 and list((ddp_run.cwd / "outputs").glob("*/*")) == runs  # one directory for both
+    run = runs[0]
+    assert sorted(p.name for p in run.iterdir()) == [".hydra", "checkpoint.pt", "metrics.jsonl", "run.log",
+                                                     "summary.json"]
+    assert sorted(p.name for p in (run / ".hydra").iterdir()) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+    assert (run / "run.log").read_text().count("epoch 1/3") == 1  # rank 0 alone logs
+    summary = RunSummary.read(run / "summary.json")
+    assert summary.status == "completed" and summary.world_size == 2 and summary.batch_size == 32
+    assert summary.iterations == summary.iterations_done == 48  # 512 images / global batch 32, 3 epochs
+    assert [r["epoch"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3]
+    final = [states(ddp_run.debug, r, 3) for r in (0, 1)]
+    assert same(final[0], final[1]) and same(final[0], model_of(run))  # parameters and buffers
+
+
+@pytest.mark.slow
+def test_rank_0_evaluates_as_one_process_does(ddp_run, fmnist_root, one_thread):
+    from freezeout.data import load_data
+    from freezeout.engine import evaluate
+    from freezeout.trainer import build_run_model
+
+    run = next((ddp_run.cwd / "outputs").glob("*/*/summary.json")).parent
+    model = build_run_model(compose_cfg(*CUBIC, f"data.root={fmnist_root}"), torch.device("cpu"))
+    model.load_state_dict(model_of(run))
+    data = load_data(compose_cfg(*CUBIC, f"data.root={fmnist_root}").data, torch.device("cpu"))
+    loss, err = evaluate(model, data.val_x, data.val_y)
+    last = read_metrics(run / "metrics.jsonl")[-1]
+    assert err == last["val_err"] and loss == pytest.approx(last["val_loss"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_frozen_groups_leave_the_all_reduce_and_stay_bitwise_fixed_on_every_rank(ddp_run, fmnist_root):
+    run = next((ddp_run.cwd / "outputs").glob("*/*/summary.json")).parent
+    summary, records = RunSummary.read(run / "summary.json"), read_metrics(run / "metrics.jsonl")
+    keys, group_bytes = group_keys(fmnist_root)
+    # Every stage the run went through all-reduced exactly its unfrozen parameters' bytes.
+    stages = {int(k): v for k, v in summary.allreduce_bytes_per_step.items()}
+    assert set(stages) == set(range(7))  # 0 to 6 groups frozen: every stage but the last
+    assert stages == {k: sum(group_bytes[k:]) for k in stages}
+    assert stages[6] < stages[3] < stages[0] == sum(group_bytes)
+    per_epoch = [r["allreduce_bytes_per_step"] for r in records]
+    assert per_epoch[0] > per_epoch[1] > per_epoch[2] >= stages[6]
+    # A group frozen by the end of epoch e keeps its parameters and buffers bitwise from then on,
+    # on both processes.
+    for e, r in enumerate(records, start=1):
+        frozen = [k for g in keys[:r["frozen_groups"]] for k in g]
+        assert frozen
+        for later in range(e, 4):
+            for rank in (0, 1):
+                assert same(states(ddp_run.debug, 0, e), states(ddp_run.debug, rank, later), frozen)
+
+
+def kill_after_first_checkpoint(cmd: list[str], run_dir: Path, cwd: Path) -> None:
+    """Start ``cmd`` (torchrun), and SIGKILL both training processes and torchrun itself as soon
+    as the first checkpoint is on disk."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not (run_dir / "checkpoint.pt").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+            time.sleep(0.02)
+        ranks = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == proc.pid]
+        assert len(ranks) == 2
+        for pid in ranks:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _ppid(proc_dir: Path) -> int | None:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@pytest.mark.slow
+def test_both_ranks_killed_after_a_checkpoint_resume_to_the_same_weights(ddp_run, fmnist_root, tmp_path, one_thread):
+    run_dir = tmp_path / "killed"
+    args = [*CUBIC, f"data.root={fmnist_root}", f"hydra.run.dir={run_dir}"]
+    kill_after_first_checkpoint(torchrun_cmd(*args), run_dir, tmp_path)
+    done = [r["epoch"] for r in read_metrics(run_dir / "metrics.jsonl")]
+    assert 1 <= len(done) < 3 and RunSummary.read(run_dir / "summary.json").status == "running"
+
+    # Not on another number of processes: one line, before anything is written.
+    from freezeout.trainer import train
+
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    with pytest.raises(ConfigError) as e:
+        train(compose_cfg(*args[:-1]), run_dir)
+    assert str(e.value) == (f"{run_dir} holds a run trained on 2 process(es); resume it on 2 (this launch has "
+                            "1): its data shards, per-process RNG states and BatchNorm statistics depend on the "
+                            "number of processes")
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+
+    check_ok(torchrun(*args, cwd=tmp_path))  # the same command resumes
+    reference = next((ddp_run.cwd / "outputs").glob("*/*/summary.json")).parent
+    assert same(model_of(reference), model_of(run_dir))
+    strip = [[{k: v for k, v in r.items() if k not in VOLATILE} for r in read_metrics(d / "metrics.jsonl")]
+             for d in (reference, run_dir)]
+    assert strip[0] == strip[1]  # each epoch once, the same losses, errors and bytes
+    resumed, straight = (RunSummary.read(d / "summary.json") for d in (run_dir, reference))
+    assert resumed.status == "completed" and resumed.allreduce_bytes_per_step == straight.allreduce_bytes_per_step
+
+
+@pytest.mark.slow
+def test_without_batchnorm_two_processes_match_one(fmnist_root, tmp_path, one_thread):
+    """DenseNet-BC with GroupNorm (no batch statistics), augmentation on: the per-epoch losses of 2
+    processes with batch 16 each match one process with batch 32, to float rounding (relative 1e-5:
+    the same fp32 sums in another order; seen: ~1e-7). Without scale_lr: with it, cubic t_0=0.5
+    starts the first group at 8x the rate, where this tiny net's training is chaotic enough to grow
+    1e-7 rounding differences to 1e-4 within the 48 steps."""
+    import groupnorm_model
+    from freezeout.trainer import train
+
+    args = [*CUBIC, f"data.root={fmnist_root}", f"model.name={groupnorm_model.NAME}", "data.augment=true",
+            "scale_lr=false"]
+    site = groupnorm_model.sitecustomize_dir(tmp_path / "site")
+    check_ok(torchrun(*args, f"hydra.run.dir={tmp_path / 'two'}", cwd=tmp_path,
+                      env={"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}))
+    one = train(compose_cfg(*args), tmp_path / "one")
+    two = RunSummary.read(tmp_path / "two" / "summary.json")
+    assert (one.world_size, two.world_size, one.iterations_done, two.iterations_done) == (1, 2, 48, 48)
+    a, b = (read_metrics(tmp_path / d / "metrics.jsonl") for d in ("one", "two"))
+    for ra, rb in zip(a, b, strict=True):
+        assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
+        assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-5)
+        assert abs(rb["val_err"] - ra["val_err"]) <= 0.002  # at most one of 500 images on a rounding edge
+        assert rb["frozen_groups"] == ra["frozen_groups"]
+
+
+@pytest.mark.slow
+def test_a_batch_size_the_processes_cannot_share_is_refused_in_one_line(fmnist_root, tmp_path):
+    proc = torchrun(*TINY, f"data.root={fmnist_root}", "batch_size=33", f"hydra.run.dir={tmp_path / 'run'}",
+                    cwd=tmp_path)
+    assert proc.returncode != 0
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert ours == ["error: batch_size=33 is not divisible by the 2 processes of this run (each takes batch_size "
+                    "/ 2 images of every step); use a multiple of 2, e.g. batch_size=34"]
+    assert not (tmp_path / "run" / "summary.json").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
