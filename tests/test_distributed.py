@@ -98,6 +98,52 @@ def test_the_rendezvous_of_a_submitit_job_is_the_same_on_every_task():
     assert other["MASTER_PORT"] != envs[0]["MASTER_PORT"]  # another job on the same node
 
 
+def test_a_slurm_task_finds_its_rendezvous_in_slurms_environment(monkeypatch):
+    """Through submitit's own JobEnvironment, as in a slurm_ddp job: task 5 of 8 on 2 nodes."""
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    for key, value in {"SLURM_JOB_ID": "777123", "SLURM_NTASKS": "8", "SLURM_PROCID": "5", "SLURM_LOCALID": "1",
+                       "SLURM_JOB_NODELIST": "gpu-a[07-08]", "SLURM_JOB_NUM_NODES": "2", "SLURM_NODEID": "1"}.items():
+        monkeypatch.setenv(key, value)
+    assert distributed._launch_env() == {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "gpu-a07",
+                                         "MASTER_PORT": str(20000 + 777123 % 20000)}
+    monkeypatch.setenv("SLURM_NTASKS", "1")  # a one-task job (hydra/launcher=slurm) trains alone
+    assert distributed._launch_env() is None
+
+
+def test_slurm_ddp_submits_one_job_of_nodes_times_tasks_processes(tmp_path, monkeypatch):
+    """conf/hydra/launcher/slurm_ddp.yaml through the plugin's own launch(), up to the sbatch call."""
+    from hydra.utils import instantiate
+    from submitit.core import utils as submitit_utils
+    from submitit.slurm.slurm import SlurmExecutor
+
+    from hydra_plugins.freezeout_launch import placement
+
+    class Submitted(Exception):
+        pass
+
+    def no_sbatch(self, *args, **kwargs):
+        raise Submitted(self.command)
+
+    placement.register_resolvers()
+    monkeypatch.setattr(SlurmExecutor, "affinity", classmethod(lambda cls: 2))  # "srun" is there
+    monkeypatch.setattr(submitit_utils.CommandFunction, "__call__", no_sbatch)
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", return_hydra_config=True, overrides=[
+            "hydra/launcher=slurm_ddp", "hydra.launcher.partition=gpu", "hydra.launcher.nodes=3",
+            "hydra.launcher.tasks_per_node=2", f"hydra.sweep.dir={tmp_path}"])
+    launcher = instantiate(cfg.hydra.launcher)
+    launcher.setup(hydra_context=None, task_function=print, config=cfg)
+    with pytest.raises(Submitted):
+        launcher.launch([["strategy=cubic"], ["strategy=none"]], initial_job_idx=0)
+    sbatch = next((tmp_path / ".submitit").glob(".submission_file_*.sh")).read_text()
+    for line in ("--nodes=3", "--ntasks-per-node=2", "--gpus-per-node=2", "--cpus-per-task=8", "--partition=gpu",
+                 "--array=0-1%2"):
+        assert f"#SBATCH {line}\n" in sbatch, f"{line} not in\n{sbatch}"
+    assert "export SLURM_KILL_BAD_EXIT=1\n" in sbatch and "srun " in sbatch
+
+
 def test_grad_sync_all_reduces_exactly_the_trainable_groups(tmp_path, fmnist_root, one_thread):
     """In a real gloo process group (of one process): DDP rebuilt per stage registers only the
     unfrozen groups, and the hook counts exactly their gradient bytes."""
