@@ -5,6 +5,7 @@ names are checked by :func:`validate` before any data is loaded or any file is w
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -234,3 +235,16 @@ def check_strategy_config(cfg: DictConfig) -> None:
     if st.name in PEERS and cfg.const_time:
         raise ConfigError(f"const_time=true is defined for FreezeOut's own strategies, not strategy={st.name} "
                           "(its schedule depends on the run's length); set const_time=false")
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The run config ``run.py`` composes from ``overrides``, for code that is not run.py (the
+    benchmark, the processes it starts, scripts)."""
+    from hydra import compose, initialize_config_dir
+
+    from .provenance import REPO_ROOT
+
+    os.environ.setdefault("FREEZEOUT_ROOT", str(REPO_ROOT))  # sweeps/ as a config group
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))

@@ -252,13 +252,18 @@ def quiet_other_ranks() -> None:
 
 # --- local processes, as torchrun starts them (the benchmark) -----------------------------------
 
-def spawn(fn: Callable[..., Any], n: int, *args: Any) -> None:
-    """Run ``fn(*args)`` in ``n`` new local processes that form one process group, with torchrun's
-    variables set; each gets ``1/n`` of torch's CPU threads. Returns when all have finished."""
+def spawned(n: int, fn: Callable[..., Any], *args: Any) -> bool:
+    """Unless this process already trains with others (torchrun, or started here): run ``fn(*args)``
+    in ``n`` new local processes that form one process group, with torchrun's variables and ``1/n``
+    of torch's CPU threads each, wait for them and return True. False: go on in this process."""
+    setup()
+    if n <= 1 or active():
+        return False
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     torch.multiprocessing.spawn(_spawned, args=(n, port, torch.get_num_threads(), fn, args), nprocs=n)
+    return True
 
 
 def _spawned(r: int, n: int, port: int, threads: int, fn: Callable[..., Any], args: tuple) -> None:
@@ -270,3 +275,12 @@ def _spawned(r: int, n: int, port: int, threads: int, fn: Callable[..., Any], ar
         fn(*args)
     finally:
         shutdown()
+
+
+def ddp(model: nn.Module) -> nn.Module:
+    """``model`` in DistributedDataParallel, every parameter registered, when several processes
+    train (what a hand-written loop does); else ``model`` itself."""
+    if not active():
+        return model
+    device = next(model.parameters()).device
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

@@ -345,3 +345,26 @@ def test_a_batch_size_the_processes_cannot_share_is_refused_in_one_line(fmnist_r
     assert ours == ["error: batch_size=33 is not divisible by the 2 processes of this run (each takes batch_size "
                     "/ 2 images of every step); use a multiple of 2, e.g. batch_size=34"]
     assert not (tmp_path / "run" / "summary.json").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_every_section_on_two_processes(fmnist_root, tmp_path):
+    """bench.world_size=2 on a tiny run: its figures that are counts, never its timings."""
+    from freezeout import bench
+
+    out, threads = tmp_path / "bench.json", torch.get_num_threads()
+    try:
+        r = bench.main(["model.depth=10", "model.growth_rate=4", "data.subset=128", "epochs=1", "batch_size=32",
+                        "device=cpu", f"data.root={fmnist_root}", "bench.repeats=1", "bench.t0=[0.5]", "bench.chunks=1",
+                        "bench.chunk_steps=1", "bench.world_size=2", f"bench.out={out}"])
+    finally:
+        torch.set_num_threads(threads)
+    _, group_bytes = group_keys(fmnist_root)
+    assert r["settings"]["world_size"] == 2 and out.exists()
+    baseline, cubic = r["realisation"]["runs"]
+    assert baseline["allreduce_bytes_per_step"] == {"0": sum(group_bytes)}
+    stages = {int(k): v for k, v in cubic["allreduce_bytes_per_step"].items()}
+    assert len(stages) > 1 and stages == {k: sum(group_bytes[k:]) for k in stages}
+    assert r["overhead"]["allreduce_bytes_per_step"] == sum(group_bytes)
+    assert r["frozen_prefix"]["allreduce_bytes_per_step"] == group_bytes[-1]
+    assert all(r[k]["a_step_seconds"] > 0 for k in ("overhead", "frozen_prefix"))

@@ -13,7 +13,7 @@ Sections:
   throughput    images per second of those runs (best round).
   overhead      the trainer's loop (strategy none) against a bare PyTorch loop. Target <= 1.03.
   frozen prefix a step with all groups but the head frozen against a forward pass alone.
-                Target <= 1.25.
+                Target <= 1.25. Both say the trainer's step time and the bytes it all-reduces.
   memory        with 0, half and all-but-head groups frozen: bytes autograd saves, parameters,
                 gradients, optimizer state (CUDA allocator peak on GPUs). Target: falls.
 
@@ -23,7 +23,8 @@ Options (bench.KEY=VALUE):
   bench.repeats=3           rounds of runs
   bench.chunks=8            alternating chunk pairs in the step-time comparisons
   bench.chunk_steps=4       steps per chunk
-  bench.threads=0           torch CPU threads (0: torch's default)
+  bench.threads=0           torch CPU threads per process (0: torch's default, shared out)
+  bench.world_size=1        processes training together (DDP, gloo on the CPU): every section on them
   bench.out=bench-results/bench.json  where the JSON goes
 """
 from __future__ import annotations
@@ -41,13 +42,17 @@ from .settings import compose_run, parse, say
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; returns the results (also written to ``bench.out`` as JSON)."""
+    from .. import distributed
     from ..config import validate
     from ..data import batch_stream, load_data
-    from ..metrics import write_json_atomic
+    from ..metrics import read_json, write_json_atomic
     from ..provenance import device_name, git_revision, library_versions
     from ..trainer import build_run_model
 
-    s, overrides = parse(list(sys.argv[1:] if argv is None else argv))
+    s, overrides = parse(argv := list(sys.argv[1:] if argv is None else argv))
+    if distributed.spawned(s.world_size, main, argv):  # N new processes ran this benchmark together
+        return read_json(s.out)
+    s.world_size = distributed.world_size()  # (torchrun's, when it started this process)
     if s.threads > 0:
         torch.set_num_threads(s.threads)
     started = time.perf_counter()
@@ -68,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{cfg.batch_size}, {cfg.epochs} epochs), {results['environment']['device']}, {cfg.precision}")
 
     def stream():
-        return batch_stream(data.train_x, data.train_y, cfg.batch_size, cfg.seed, cfg.data.augment, data.spec.black)
+        return batch_stream(data.train_x, data.train_y, cfg.batch_size, cfg.seed, cfg.data.augment, data.spec.black,
+                            distributed.shard())
 
     with tempfile.TemporaryDirectory(prefix="freezeout-bench-") as tmp:
         results["realisation"] = realisation(s, overrides, Path(tmp))
@@ -88,7 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
         say(f"  {name:<24} {value:>28}  {'PASS' if t['pass'] else 'FAIL'}")
     out = Path(s.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out, results)
+    if distributed.is_main():
+        write_json_atomic(out, results)
     say(f"wrote {out} ({results['wall_seconds']:.0f} s)")
     return results
 

@@ -1,4 +1,3 @@
 """``python -m freezeout.bench``."""
 from . import cli
-
 cli()

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..devices import autocast_dtype, synchronize
 from ..engine import TrainStep, run_iterations
 from ..optim import optimizer_factory
@@ -40,7 +41,8 @@ def realisation(s, overrides: list[str], workdir: Path) -> dict:
             runs.append({"round": r, "label": label, "t_0": t, "train_seconds": summary.train_seconds,
                          "iterations": summary.iterations_done, "final_val_err": summary.final_val_err,
                          "frozen_groups": summary.frozen_groups, "predicted": summary.predicted_speedup,
-                         "images_per_second": summary.iterations_done * summary.batch_size / summary.train_seconds})
+                         "images_per_second": summary.iterations_done * summary.batch_size / summary.train_seconds,
+                         "allreduce_bytes_per_step": summary.allreduce_bytes_per_step})
             say(f"  round {r + 1}  {label:<10} {summary.train_seconds:7.2f} s  {runs[-1]['images_per_second']:7.1f} "
                 f"img/s  val err {pct(summary.final_val_err)}  frozen {summary.frozen_groups}/{summary.num_groups}")
     by_t0 = []
@@ -78,6 +80,7 @@ class EngineRunner:
 def _bare_runner(model, cfg, device, batches, backward: bool = True):
     """``run(n)``: what one writes by hand, one optimizer over all parameters at a constant rate,
     loss read back every ``log_every`` steps; ``backward=False``: the forward pass alone."""
+    model = distributed.ddp(model) if backward else model  # on several processes, as one writes it by hand
     opt = optimizer_factory(cfg.optimizer)(list(model.parameters()))
     amp = autocast_dtype(cfg.precision)
 
@@ -114,20 +117,19 @@ def alternate(a, b, s, device) -> dict:
 
 
 def step_costs(model0, stream, cfg, device, s) -> dict:
-    """Overhead (trainer's loop with strategy none vs a bare loop) and the frozen-prefix cost (all
-    but the head frozen vs a forward pass alone), same initial weights and batches."""
-    n = len(model0.layer_groups())
-    r = alternate(EngineRunner(copy.deepcopy(model0), cfg, device, stream(), 0),
-                  _bare_runner(copy.deepcopy(model0), cfg, device, stream()), s, device)
-    overhead = {**r, "target": OVERHEAD_TARGET, "pass": r["ratio"] <= OVERHEAD_TARGET}
-    say(f"overhead: trainer loop / bare loop step time {r['ratio']:.3f} (target <= {OVERHEAD_TARGET}: "
-        f"{'PASS' if overhead['pass'] else 'FAIL'})")
-    r = alternate(EngineRunner(copy.deepcopy(model0), cfg, device, stream(), n - 1),
-                  _bare_runner(copy.deepcopy(model0), cfg, device, stream(), backward=False), s, device)
-    prefix = {**r, "frozen_groups": n - 1, "target": FROZEN_PREFIX_TARGET, "pass": r["ratio"] <= FROZEN_PREFIX_TARGET}
-    say(f"frozen prefix: step with {n - 1}/{n} groups frozen / forward alone {r['ratio']:.3f} (target <= "
-        f"{FROZEN_PREFIX_TARGET}: {'PASS' if prefix['pass'] else 'FAIL'})")
-    return {"overhead": overhead, "frozen_prefix": prefix}
+    """Overhead (trainer's loop with strategy none vs a bare loop) and the frozen-prefix cost (all but
+    the head frozen vs a forward alone), same weights and batches; trainer step time, bytes all-reduced."""
+    n, out = len(model0.layer_groups()), {}
+    comparisons = [("overhead", 0, True, OVERHEAD_TARGET, "trainer loop / bare loop step time"),
+                   ("frozen_prefix", n - 1, False, FROZEN_PREFIX_TARGET, f"step, {n - 1}/{n} frozen / forward alone")]
+    for name, k, backward, target, what in comparisons:
+        engine = EngineRunner(copy.deepcopy(model0), cfg, device, stream(), k)
+        r = alternate(engine, _bare_runner(copy.deepcopy(model0), cfg, device, stream(), backward), s, device)
+        ok, sent = r["ratio"] <= target, engine.step.sync.bytes_per_step[k] if engine.step.sync is not None else 0
+        out[name] = {**r, "frozen_groups": k, "allreduce_bytes_per_step": sent, "target": target, "pass": ok}
+        say(f"{name.replace('_', ' ')}: {what} {r['ratio']:.3f} (target <= {target}: {'PASS' if ok else 'FAIL'}); "
+            f"trainer step {1e3 * r['a_step_seconds']:.2f} ms, all-reduces {sent} bytes")
+    return out
 
 
 def _mib(tensors) -> float:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import List
 
 from omegaconf import OmegaConf
 
+from ..config import compose_config
 from ..errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The default run: the quickstart model on 4,096 Fashion-MNIST images, 3 epochs. Any override
 #: on the command line comes after these; a run's records are not kept.
 DEFAULT_RUN = ["experiment=quickstart", "data.subset=4096", "data.val_size=500", "epochs=3",
@@ -27,13 +26,15 @@ class BenchSettings:
     repeats: int = 3  # rounds of baseline + FreezeOut runs
     chunks: int = 8  # alternating chunk pairs in the step-time comparisons
     chunk_steps: int = 4  # steps per chunk
-    threads: int = 0  # torch CPU threads (0: torch's default)
+    threads: int = 0  # torch CPU threads per process (0: torch's default, shared out)
+    world_size: int = 1  # processes training together (DDP), started as torchrun would
     out: str = "bench-results/bench.json"
 
 
 def say(message: str = "") -> None:
-    """Print at once: the benchmark takes minutes and every figure should show when it is known."""
-    print(message, flush=True)
+    """Print at once (rank 0 alone): the benchmark takes minutes, every figure shows when known."""
+    if os.environ.get("RANK", "0") == "0":
+        print(message, flush=True)
 
 
 def parse(argv: list[str]) -> tuple[BenchSettings, list[str]]:
@@ -42,7 +43,7 @@ def parse(argv: list[str]) -> tuple[BenchSettings, list[str]]:
     mine = [a[len("bench."):] for a in argv if a.startswith("bench.")]
     settings = OmegaConf.merge(OmegaConf.structured(BenchSettings), OmegaConf.from_dotlist(mine))
     s: BenchSettings = OmegaConf.to_object(settings)
-    for name in ("repeats", "chunks", "chunk_steps"):
+    for name in ("repeats", "chunks", "chunk_steps", "world_size"):
         if getattr(s, name) < 1:
             raise ConfigError(f"bench.{name}={getattr(s, name)}; need an integer >= 1")
     if not s.t0 or not all(0.0 < t < 1.0 for t in s.t0):
@@ -54,14 +55,7 @@ def parse(argv: list[str]) -> tuple[BenchSettings, list[str]]:
 
 def compose_run(overrides: list[str], *extra: str):
     """The run config ``run.py`` would compose from the benchmark's defaults + ``overrides``."""
-    from hydra import compose, initialize_config_dir
-
-    from ..config import register_configs
-
-    os.environ.setdefault("FREEZEOUT_ROOT", str(REPO_ROOT))  # sweeps/ as a config group
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=[*DEFAULT_RUN, *overrides, *extra])
+    return compose_config(*DEFAULT_RUN, *overrides, *extra)
 
 
 def pct(x: float | None) -> str:
