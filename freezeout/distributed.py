@@ -140,12 +140,22 @@ def barrier() -> None:
 
 @contextlib.contextmanager
 def main_first() -> Iterator[None]:
-    """Rank 0 runs the block first (e.g. downloads or unpacks a dataset), then the others."""
-    if active() and not is_main():
-        dist.barrier()
-    yield
-    if active() and is_main():
-        dist.barrier()
+    """Rank 0 runs the block first (e.g. downloads or unpacks a dataset), then the others; when it
+    fails there, the others raise rank 0's error instead of waiting for it."""
+    if not active():
+        yield
+    elif is_main():
+        try:
+            yield
+        except Exception as e:
+            broadcast(e)
+            raise
+        broadcast(None)
+    else:
+        error = broadcast(None)
+        if error is not None:
+            raise error
+        yield
 
 
 def average(t: torch.Tensor) -> torch.Tensor:
