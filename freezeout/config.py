@@ -15,6 +15,7 @@ from omegaconf import MISSING, DictConfig
 from .data import check_split_sizes, dataset_spec
 from .errors import ConfigError
 from .models import build_model, list_models, model_hparams
+from .models.factory import check_model, data_dims, model_kind
 from .schedule import STRATEGIES
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -41,6 +42,36 @@ class VGGConfig:
     name: str = "vgg"
     depth: int = 16  # 11, 13, 16 or 19
     width: int = 64  # channels of the first block (64 in the original VGG)
+
+
+@dataclass
+class TimmModelConfig:
+    kind: str = "timm"
+    name: str = MISSING  # any timm model, e.g. resnet18, vit_tiny_patch16_224, convnext_atto
+    pretrained: bool = False  # load timm's pretrained weights (needs network or a filled HF cache)
+    # More create_model arguments, e.g. {img_size: 28}. Any, not Dict: `model.kwargs={...}` replaces
+    # it then, where a typed dict in a struct config would refuse new keys.
+    kwargs: Any = None
+    groups: Any = "auto"  # auto | [prefix or regex of parameter names, ...] in forward order, head last
+    max_groups: Optional[int] = None  # merge neighbouring groups (never the head) to about equal FLOPs
+
+
+@dataclass
+class TorchvisionModelConfig:
+    kind: str = "torchvision"
+    name: str = MISSING  # a torchvision classification model, e.g. resnet18, mobilenet_v3_small
+    kwargs: Any = None  # more get_model arguments, e.g. {dropout: 0.3}
+    groups: Any = "auto"
+    max_groups: Optional[int] = None
+
+
+@dataclass
+class CustomModelConfig:
+    kind: str = "custom"
+    name: str = "custom"
+    _target_: str = MISSING  # package.module.Name returning an nn.Module; its arguments: +model.KEY=VALUE
+    groups: Any = "auto"
+    max_groups: Optional[int] = None
 
 
 @dataclass
@@ -93,6 +124,9 @@ def register_configs() -> None:
     cs.store(group="schema/model", name="densenet", node=DenseNetConfig)
     cs.store(group="schema/model", name="wrn", node=WRNConfig)
     cs.store(group="schema/model", name="vgg", node=VGGConfig)
+    cs.store(group="schema/model", name="timm", node=TimmModelConfig)
+    cs.store(group="schema/model", name="torchvision", node=TorchvisionModelConfig)
+    cs.store(group="schema/model", name="custom", node=CustomModelConfig)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -137,11 +171,13 @@ def validate(cfg: DictConfig) -> torch.device:
     need(cfg.weight_decay >= 0, f"weight_decay={cfg.weight_decay}; need >= 0")
     need(cfg.log_every >= 1, f"log_every={cfg.log_every}; need an integer >= 1")
     need(cfg.precision in PRECISIONS, f"precision={cfg.precision!r}; allowed: {', '.join(PRECISIONS)}")
-    need(cfg.model.name in list_models(),
-         f"model={cfg.model.name!r} is unknown; allowed: {', '.join(list_models())}")
-    unknown = sorted(set(model_kwargs(cfg)) - set(model_hparams(cfg.model.name)))
-    need(not unknown, f"model={cfg.model.name} has no hyperparameter {', '.join(unknown)}; "
-                      f"allowed: {', '.join(model_hparams(cfg.model.name))}")
+    builtin = model_kind(cfg.model) == "builtin"
+    if builtin:
+        need(cfg.model.name in list_models(),
+             f"model={cfg.model.name!r} is unknown; allowed: {', '.join(list_models())}")
+        unknown = sorted(set(model_kwargs(cfg)) - set(model_hparams(cfg.model.name)))
+        need(not unknown, f"model={cfg.model.name} has no hyperparameter {', '.join(unknown)}; "
+                          f"allowed: {', '.join(model_hparams(cfg.model.name))}")
     spec = dataset_spec(cfg.data.name)
     n_train = check_split_sizes(cfg.data.name, cfg.data.val_size, cfg.data.subset)
     need(cfg.batch_size <= n_train,
@@ -150,8 +186,11 @@ def validate(cfg: DictConfig) -> torch.device:
     need(not (cfg.precision == "fp16" and device.type != "cuda"),
          f"precision=fp16 needs a CUDA device (device={device}); use bf16 or fp32 on the CPU")
     try:  # building on the meta device checks the architecture's hyperparameters at no cost
-        with torch.device("meta"):
-            build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg))
+        if builtin:
+            with torch.device("meta"):
+                build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg))
+        else:  # name, kwargs and layer groups, cheaply (see check_model)
+            check_model(cfg.model, *data_dims(cfg.data.name))
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e)) from None
     return device

@@ -25,7 +25,7 @@ from .devices import autocast_dtype, peak_memory_mb, synchronize
 from .errors import ConfigError
 from .freezer import FreezeOut
 from .metrics import METRICS_FILE, SUMMARY_FILE, append_metrics, read_json, read_metrics, rewrite_metrics, write_json_atomic
-from .models import build_model
+from .models import factory
 from .runkeys import NON_SEMANTIC_KEYS, flatten, under
 from .provenance import device_name, git_revision, library_versions
 from .speedup import calc_speedup, paper_applies
@@ -249,12 +249,8 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, precision: str, device: to
 
 
 def build_run_model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
-    """The run's model with its initial weights (which depend on the seed only), on ``device``
-    and in the run's memory format. The benchmark builds its models here too."""
-    torch.manual_seed(cfg.seed)
-    spec = dataset_spec(cfg.data.name)
-    model = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg)).to(device)
-    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+    """The run's model (see :func:`freezeout.models.factory.build_run_model`), sized by the data."""
+    return factory.build_run_model(cfg, *factory.data_dims(cfg.data.name), device)
 
 
 def _predicted_speedups(model, input_shape, cfg) -> dict[str, float | None]:

@@ -163,3 +163,24 @@ def test_pretrained_without_network_fails_in_one_line(monkeypatch, tmp_path):
     assert "\n" not in message and message.startswith("model.pretrained=true: the weights of timm model 'resnet10t'")
     assert "model.pretrained=false" in message
 
+
+@pytest.mark.slow
+def test_run_py_trains_a_torchvision_resnet18_on_fashion_mnist(fmnist_root, tmp_path):
+    """End to end through the command line: the 1-channel stem, auto groups, FreezeOut, records."""
+    import json
+
+    from conftest import run_cli
+    from freezeout.metrics import read_metrics
+
+    proc = run_cli("model=torchvision", "model.name=resnet18", "data=fashion_mnist", f"data.root={fmnist_root}",
+                   "data.subset=128", "data.val_size=200", "epochs=2", "batch_size=32", "lr=0.02", "t_0=0.5",
+                   "device=cpu", "progress=false", "checkpoint=false", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["iterations_done"] == 8
+    assert summary["num_groups"] == 10 and summary["model"]["kind"] == "torchvision"
+    assert 0 < summary["predicted_speedup"]["flops"] < 1 and summary["predicted_speedup"]["paper"] is None
+    frozen = [r["frozen_groups"] for r in read_metrics(tmp_path / "metrics.jsonl")]
+    assert frozen == sorted(frozen) and frozen[-1] == 9  # all but the head by the end
+    log = (tmp_path / "run.log").read_text()
+    assert "replaced by a 1-channel conv" in log and "10 layer groups (forward order)" in log
