@@ -3,6 +3,9 @@ of groupings that are not a chain, the config checks of every external kind, and
 ``python -m freezeout.groups``."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -160,3 +163,28 @@ def test_validate_rejects_bad_external_settings_in_one_line(overrides, message):
 def test_external_models_compose_and_validate(overrides):
     assert str(validate(make_cfg("device=cpu", *overrides))) == "cpu"
 
+
+def groups_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "freezeout.groups", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_groups_cli_prints_the_table():
+    proc = groups_cli("model=torchvision", "model.name=resnet18", "data=fashion_mnist", "t_0=0.5")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("resnet18 (torchvision) on fashion_mnist (1x28x28): 10 layer groups (forward order); "
+                               "cubic t_0=0.5: predicted speedup (flops) ")
+    assert lines[1].split() == ["#", "group", "params", "FLOPs", "t_i"]
+    rows = [line.split() for line in lines[2:]]
+    assert [r[0] for r in rows] == [str(i) for i in range(10)]
+    assert rows[0][1:3] == ["conv1,", "bn1"] and rows[0][-1] == "0.125" and rows[-1][1:] == ["fc", "5,130", "0.0%", "1.000"]
+    assert "first conv 'conv1' takes 3 channels, the data has 1" in proc.stderr
+
+
+def test_groups_cli_bad_setting_is_one_line_and_exit_2():
+    proc = groups_cli("model=timm", "model.name=resnet9000")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        "error: model.name='resnet9000' is not a timm model; list them with: python -c "
+        "\"import timm; print(timm.list_models('*resnet*'))\""]
