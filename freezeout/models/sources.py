@@ -39,7 +39,7 @@ def build_timm(name: str, num_classes: int, in_channels: int, pretrained: bool =
     if not pretrained:
         return net
     try:  # built once without weights above, so that what fails here is the download alone
-        with _quiet("huggingface_hub"):
+        with _quiet("huggingface_hub"), _quiet("timm"):
             return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_channels, **kwargs)
     except Exception as e:
         raise ConfigError(f"model.pretrained=true: the weights of timm model {name!r} could not be loaded "
