@@ -24,11 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from freezeout.config import register_configs
 from freezeout.errors import ConfigError
-from freezeout.metrics import SUMMARY_FILE, read_json, write_json_atomic
-from freezeout.placement import apply_job_placement  # also registers the launchers' resolvers
+from freezeout.metrics import COMPLETED, FAILED, SUMMARY_FILE, RunSummary
+from hydra_plugins.freezeout_launch.placement import apply_job_placement, register_resolvers
 
 log = logging.getLogger("freezeout")
 register_configs()
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -52,20 +53,18 @@ def main(cfg: DictConfig) -> float:
             _exit(f"error: run failed: {type(e).__name__}: {e} (debug=true shows the traceback)", 1)
         _record_failure(Path(hydra_cfg.runtime.output_dir), cfg, e)
         return math.nan
-    err = summary.get("final_val_err")
-    return math.nan if err is None or summary["status"] != "completed" else err
+    err = summary.final_val_err
+    return math.nan if err is None or summary.status != COMPLETED else err
 
 
 def _record_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:
     """A sweep job failed: say so in its summary.json, unless the trainer already did, or that
     file belongs to another run already there (a config clash: that run must stay as it is)."""
     log.error("run %s failed: %s: %s", run_dir, type(error).__name__, error)
-    if read_json(run_dir / SUMMARY_FILE) is not None:
+    if (run_dir / SUMMARY_FILE).exists():
         return
-    write_json_atomic(run_dir / SUMMARY_FILE, {
-        "status": "failed", "error": f"{type(error).__name__}: {error}",
-        "config": OmegaConf.to_container(cfg, resolve=False),
-    })
+    RunSummary(status=FAILED, error=f"{type(error).__name__}: {error}",
+               config=OmegaConf.to_container(cfg, resolve=False)).write(run_dir / SUMMARY_FILE)
 
 
 def _exit(message: str, code: int) -> None:

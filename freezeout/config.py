@@ -6,17 +6,19 @@ names are checked by :func:`validate` before any data is loaded or any file is w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from .data import check_split_sizes, dataset_spec
+from .data import check_sizes, dataset_spec
 from .errors import ConfigError
 from .models import build_model, list_models, model_hparams
-from .models.factory import check_model, data_dims, model_kind
-from .schedule import STRATEGIES
+from .models.factory import check_model, model_kind
+from .optim import check_optimizer
+from .runkeys import NON_SEMANTIC_KEYS
+from .strategies import PEERS, STRATEGIES
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -75,34 +77,75 @@ class CustomModelConfig:
 
 
 @dataclass
+class SGDConfig:
+    name: str = "sgd"
+    lr: float = 0.1  # base learning rate of the schedule (group i starts at lr / t_i with scale_lr)
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4  # L2 on every parameter, as in the paper's code
+
+
+@dataclass
+class AdamWConfig:
+    name: str = "adamw"
+    lr: float = 1e-3  # base learning rate of the schedule, as for SGD
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.05  # decoupled (AdamW)
+
+
+@dataclass
 class StrategyConfig:
-    name: str = MISSING  # linear | squared | cubic | none
+    name: str = MISSING  # linear | squared | cubic | none (FreezeOut's schedule, set by t_0, scale_lr)
+
+
+@dataclass
+class LayerFreezingConfig:
+    name: str = "layer_freezing"
+    freeze_start: float = 0.5  # fraction of training before the first group freezes, in [0, 1)
+    freeze_level: float = 1.0  # fraction of the non-head groups frozen by the end, in (0, 1]
+
+
+@dataclass
+class AutoFreezeConfig:
+    name: str = "autofreeze"
+    interval: int = 50  # iterations between checks of the gradient norms
+    percentile: float = 50.0  # groups whose norm change is below this percentile may freeze
+    max_per_check: int = 1  # groups frozen at one check, at most
 
 
 @dataclass
 class DataConfig:
-    name: str = MISSING  # cifar10 | cifar100 | fashion_mnist
+    """Every data option, for every source (freezeout/data/); unused ones are ignored."""
+    # builtin (name: cifar10 | cifar100 | fashion_mnist) | image_folder | torchvision
+    source: str = "builtin"
+    # builtin: the dataset; torchvision: a class of torchvision.datasets (MNIST, SVHN...); image_folder: a
+    # label for summaries and analysis (name two folders differently: data.root does not tell runs apart)
+    name: str = MISSING
     root: str = "data"  # where datasets live / are downloaded (relative to the launch directory)
     subset: Optional[int] = None  # train on the first N training images only (None: all)
-    val_size: int = 5000  # the last val_size training images are the validation split
-    augment: bool = False  # pad-4 random crop + horizontal flip, on the device
+    # images held out of the training split for validation: builtin, the last val_size; image_folder and
+    # torchvision, the last val_size of a fixed pseudo-random order; image_folder with a val/ folder: unused
+    val_size: int = 5000
+    augment: bool = False  # pad-4 random crop (padded black) + horizontal flip, on the device
     download: bool = True  # try torchvision's download when the data is not in root
+    image_size: Optional[Any] = None  # resize to N x N or [H, W] pixels (image_folder, torchvision); None: as stored
+    channels: Optional[int] = None  # 1 (grey) or 3 (RGB) (image_folder, torchvision); None: as the first image
+    kwargs: Dict[str, Any] = field(default_factory=dict)  # extra constructor arguments (torchvision)
+    max_memory_gb: float = 8.0  # refuse data whose float32 tensors, all splits, exceed this (GB = 1e9 bytes)
 
 
 @dataclass
 class Config:
     model: Any = MISSING
-    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    optimizer: Any = MISSING
+    strategy: Any = MISSING
     data: DataConfig = field(default_factory=DataConfig)
     t_0: float = 0.8  # fraction of training after which the first group freezes, before scaling
     scale_lr: bool = True  # start group i at lr / t_i
     const_time: bool = False  # train T / (1 - predicted speedup) iterations: the baseline's budget
     epochs: int = 100
     batch_size: int = 50  # images per step
-    lr: float = 0.1  # base learning rate
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
     seed: int = 0
     device: str = "auto"  # auto (cuda when present, else cpu) | cpu | cuda | cuda:N
     eval_test: bool = False  # also evaluate the test split at the end
@@ -110,6 +153,9 @@ class Config:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
     channels_last: bool = False  # NHWC memory format (faster convs on recent GPUs)
     compile: bool = False  # torch.compile the model
+    cache_frozen: bool = False  # train from stored outputs of the frozen prefix (needs data.augment=false)
+    cache_memory_gb: float = 4.0  # the most the cache's store may take, GB
+    cache_host: bool = False  # keep the store in pinned host memory instead of on the device
     log_every: int = 50  # iterations between host syncs (progress bar, divergence check)
     checkpoint: bool = True  # save a checkpoint after every epoch, for resume
     progress: bool = True  # show a progress bar
@@ -117,7 +163,11 @@ class Config:
 
 
 def register_configs() -> None:
-    """Register the schema and the per-model schemas with Hydra's ConfigStore."""
+    """Register the schema, the per-model and per-optimizer schemas with Hydra's ConfigStore,
+    and the ``freezeout.non_semantic_keys`` resolver that conf/config.yaml names its run
+    directories with. Call it before composing a config."""
+    if not OmegaConf.has_resolver("freezeout.non_semantic_keys"):
+        OmegaConf.register_new_resolver("freezeout.non_semantic_keys", lambda: list(NON_SEMANTIC_KEYS))
     cs = ConfigStore.instance()
     cs.store(name="freezeout_schema", node=Config)
     # In a group of their own, so that `model=` lists only the real choices.
@@ -127,6 +177,11 @@ def register_configs() -> None:
     cs.store(group="schema/model", name="timm", node=TimmModelConfig)
     cs.store(group="schema/model", name="torchvision", node=TorchvisionModelConfig)
     cs.store(group="schema/model", name="custom", node=CustomModelConfig)
+    cs.store(group="schema/strategy", name="freezeout", node=StrategyConfig)
+    cs.store(group="schema/strategy", name="layer_freezing", node=LayerFreezingConfig)
+    cs.store(group="schema/strategy", name="autofreeze", node=AutoFreezeConfig)
+    cs.store(group="schema/optimizer", name="sgd", node=SGDConfig)
+    cs.store(group="schema/optimizer", name="adamw", node=AdamWConfig)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -161,14 +216,11 @@ def validate(cfg: DictConfig) -> torch.device:
         if not ok:
             raise ConfigError(message)
 
-    need(cfg.strategy.name in STRATEGIES,
-         f"strategy={cfg.strategy.name!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+    check_strategy_config(cfg)
     need(0.0 < cfg.t_0 <= 1.0, f"t_0={cfg.t_0} is outside the allowed range (0, 1]")
     need(cfg.epochs >= 1, f"epochs={cfg.epochs}; need an integer >= 1")
     need(cfg.batch_size >= 1, f"batch_size={cfg.batch_size}; need an integer >= 1")
-    need(cfg.lr > 0, f"lr={cfg.lr}; need a learning rate > 0")
-    need(0.0 <= cfg.momentum < 1.0, f"momentum={cfg.momentum}; allowed: [0, 1)")
-    need(cfg.weight_decay >= 0, f"weight_decay={cfg.weight_decay}; need >= 0")
+    check_optimizer(cfg.optimizer)
     need(cfg.log_every >= 1, f"log_every={cfg.log_every}; need an integer >= 1")
     need(cfg.precision in PRECISIONS, f"precision={cfg.precision!r}; allowed: {', '.join(PRECISIONS)}")
     builtin = model_kind(cfg.model) == "builtin"
@@ -178,8 +230,8 @@ def validate(cfg: DictConfig) -> torch.device:
         unknown = sorted(set(model_kwargs(cfg)) - set(model_hparams(cfg.model.name)))
         need(not unknown, f"model={cfg.model.name} has no hyperparameter {', '.join(unknown)}; "
                           f"allowed: {', '.join(model_hparams(cfg.model.name))}")
-    spec = dataset_spec(cfg.data.name)
-    n_train = check_split_sizes(cfg.data.name, cfg.data.val_size, cfg.data.subset)
+    spec = dataset_spec(cfg.data)
+    n_train = check_sizes(cfg.data, spec, with_test=cfg.eval_test)
     need(cfg.batch_size <= n_train,
          f"batch_size={cfg.batch_size} is larger than the {n_train} training images")
     device = resolve_device(cfg.device)
@@ -188,9 +240,36 @@ def validate(cfg: DictConfig) -> torch.device:
     try:  # building on the meta device checks the architecture's hyperparameters at no cost
         if builtin:
             with torch.device("meta"):
-                build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg))
+                model = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg))
         else:  # name, kwargs and layer groups, cheaply (see check_model)
-            check_model(cfg.model, *data_dims(cfg.data.name))
+            check_model(cfg.model, spec.num_classes, spec.in_channels, spec.image_size)
+            model = None
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e)) from None
+    if cfg.cache_frozen:
+        need(not cfg.data.augment, "cache_frozen=true needs data.augment=false: with augmentation a training "
+                                   "image's frozen-prefix output changes every epoch, so it cannot be stored")
+        need(hasattr(model, "forward_from"), f"cache_frozen=true needs a model that is the chain of its layer "
+                                             f"groups (densenet, wrn, vgg); model={cfg.model.name} is not")  # timm etc.
+        need(cfg.cache_memory_gb > 0, f"cache_memory_gb={cfg.cache_memory_gb}; need > 0")
     return device
+
+
+def check_strategy_config(cfg: DictConfig) -> None:
+    """The strategy's name and its own settings; what FreezeOut-only options a peer cannot take."""
+    st = cfg.strategy
+    if st.name not in STRATEGIES:
+        raise ConfigError(f"strategy={st.name!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+    checks = {
+        "layer_freezing": [(0.0 <= st.get("freeze_start", 0) < 1.0, "freeze_start", "[0, 1)"),
+                           (0.0 < st.get("freeze_level", 1) <= 1.0, "freeze_level", "(0, 1]")],
+        "autofreeze": [(st.get("interval", 1) >= 1, "interval", "an integer >= 1"),
+                       (0.0 < st.get("percentile", 50) < 100.0, "percentile", "(0, 100)"),
+                       (st.get("max_per_check", 1) >= 1, "max_per_check", "an integer >= 1")],
+    }.get(st.name, [])
+    for ok, key, allowed in checks:
+        if not ok:
+            raise ConfigError(f"strategy.{key}={st[key]} for {st.name}; allowed: {allowed}")
+    if st.name in PEERS and cfg.const_time:
+        raise ConfigError(f"const_time=true is defined for FreezeOut's own strategies, not strategy={st.name} "
+                          "(its schedule depends on the run's length); set const_time=false")

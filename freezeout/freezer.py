@@ -1,15 +1,20 @@
 """The FreezeOut controller: one optimizer parameter group per layer group, per-group learning
-rates, and freezing (DESIGN §1 "Freezing"). Knows no architecture: it only sees a list of modules.
+rates, and freezing (DESIGN §1 "Freezing"). Knows no architecture and no optimizer: it sees a
+list of layer groups, a :class:`~freezeout.schedule.Schedule` and a function that builds any
+``torch.optim`` optimizer from parameter groups.
 """
 from __future__ import annotations
 
 import types
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from .schedule import freeze_iteration, layer_times, learning_rate
+from .schedule import Schedule
+
+#: Builds an optimizer from a list of parameter groups (``{"params": [...], ...}`` dicts).
+OptimizerFactory = Callable[[list[dict]], torch.optim.Optimizer]
 
 
 def _stay_in_eval(self: nn.Module, mode: bool = True) -> nn.Module:
@@ -35,56 +40,58 @@ class FreezeOut:
 
     Call :meth:`step` once per iteration *before* the optimizer step: it sets each active group's
     rate for iteration ``j`` and freezes the groups whose time has come. The frozen groups are
-    always a prefix, because the times grow with the group index.
+    always a prefix, because the times grow with the group index. A frozen group leaves the
+    optimizer with its state (momentum, Adam moments): no step, no weight decay.
     """
 
-    def __init__(
-        self,
-        groups: Sequence[nn.Module],
-        total_iters: int,
-        t_0: float = 0.8,
-        strategy: str = "cubic",
-        lr: float = 0.1,  # base learning rate, before scale_lr
-        scale_lr: bool = True,
-        momentum: float = 0.9,
-        nesterov: bool = True,
-        weight_decay: float = 1e-4,  # L2 on every parameter, as in the paper's code
-    ):
-        if total_iters < 1:
-            raise ValueError(f"total_iters={total_iters!r}; need at least 1 iteration")
+    def __init__(self, groups: Sequence, schedule: Schedule, make_optimizer: OptimizerFactory):
+        if len(groups) != len(schedule.times):
+            raise ValueError(f"{len(groups)} layer groups but a schedule for {len(schedule.times)}")
         self.groups = list(groups)
-        self.total_iters = int(total_iters)
-        self.lr, self.scale_lr = lr, scale_lr
-        self.times = layer_times(len(self.groups), t_0, strategy)
-        self.freeze_at = [freeze_iteration(t, self.total_iters) for t in self.times]
+        self.schedule = schedule
         _check_disjoint(self.groups)
-        param_groups = [
+        self.optimizer = make_optimizer([
             {"params": [p for p in g.parameters() if p.requires_grad], "group_index": i}
             for i, g in enumerate(self.groups)
-        ]
-        self.optimizer = torch.optim.SGD(
-            param_groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
-        )
+        ])
         self.num_frozen = 0
+        #: Iteration at which each group froze (None while it trains): the realised schedule.
+        self.frozen_at: list[int | None] = [None] * len(self.groups)
+
+    @property
+    def times(self) -> tuple[float, ...]:
+        return self.schedule.times
+
+    @property
+    def freeze_at(self) -> tuple[int, ...]:
+        return self.schedule.freeze_at
 
     def step(self, j: int) -> int:
         """Set learning rates for iteration ``j`` and freeze what is due; returns #frozen groups."""
-        while self.num_frozen < len(self.groups) and j >= self.freeze_at[self.num_frozen]:
-            self._freeze(self.num_frozen)
-        for i in range(self.num_frozen, len(self.groups)):
-            self.optimizer.param_groups[i]["lr"] = learning_rate(
-                j, self.times[i], self.total_iters, self.lr, self.scale_lr
-            )
+        freeze_at, n = self.schedule.freeze_at, len(self.groups)
+        while self.num_frozen < n and j >= freeze_at[self.num_frozen]:
+            self._freeze(self.num_frozen, j)
+        param_groups, lr_at = self.optimizer.param_groups, self.schedule.lr_at
+        for i in range(self.num_frozen, n):
+            param_groups[i]["lr"] = lr_at(i, j)
         return self.num_frozen
 
-    def _freeze(self, i: int) -> None:
-        """Freeze group ``i``: out of autograd and out of the optimizer (no step, decay, momentum)."""
+    def freeze_prefix(self, k: int, j: int | None = None) -> None:
+        """Freeze groups until the first ``k`` are frozen (at iteration ``j``, when known)."""
+        if k < self.num_frozen:
+            raise ValueError(f"cannot unfreeze groups: {self.num_frozen} are frozen, asked for {k}")
+        while self.num_frozen < k:
+            self._freeze(self.num_frozen, j)
+
+    def _freeze(self, i: int, j: int | None) -> None:
+        """Freeze group ``i``: out of autograd and out of the optimizer (no step, decay, state)."""
         freeze_module(self.groups[i])
         pg = self.optimizer.param_groups[i]
         for p in pg["params"]:
-            self.optimizer.state.pop(p, None)  # drop the momentum buffer: it frees memory too
+            self.optimizer.state.pop(p, None)  # drop momentum / Adam moments: frees memory too
         pg["params"], pg["lr"] = [], 0.0
         self.num_frozen = i + 1
+        self.frozen_at[i] = j
 
     def current_lr(self) -> float:
         """Learning rate of the first active group (0.0 when everything is frozen)."""
@@ -93,19 +100,75 @@ class FreezeOut:
         return self.optimizer.param_groups[self.num_frozen]["lr"]
 
     def state_dict(self) -> dict:
-        """Everything needed to resume: the frozen count and the optimizer state."""
-        return {"num_frozen": self.num_frozen, "optimizer": self.optimizer.state_dict()}
+        """Everything needed to resume: the frozen prefix, when it froze, the optimizer state."""
+        return {"num_frozen": self.num_frozen, "frozen_at": list(self.frozen_at),
+                "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`: re-freeze the same prefix, then load the optimizer."""
-        if state["num_frozen"] < self.num_frozen:
-            raise ValueError("cannot unfreeze groups: load the state into a fresh controller")
-        while self.num_frozen < state["num_frozen"]:
-            self._freeze(self.num_frozen)
+        self.freeze_prefix(state["num_frozen"])
+        self.frozen_at = list(state.get("frozen_at") or self.frozen_at)
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-def _check_disjoint(groups: Sequence[nn.Module]) -> None:
+class AutoFreeze(FreezeOut):
+    """Adaptive freezing in the spirit of AutoFreeze (Liu et al., 2021), on the same layer groups.
+
+    Every ``interval`` iterations it reads each active group's gradient norm (the gradients of
+    the step just done) and its relative change since the previous check, and freezes the longest
+    prefix of active groups whose change is below the ``q``-th percentile of the active groups'
+    changes (at most ``max_per_check`` groups per check; never the head; see
+    :func:`freezeout.strategies.autofreeze_count`). Rates follow the baseline's cosine over all of
+    training (``Schedule.anneal == "global"``). Where it differs from the paper: the paper
+    fine-tunes pretrained transformer layers and judges each layer by its gradient norm change
+    accumulated over the interval; here the layers are layer groups, trained from scratch, and
+    the norm is that of one step's gradient at each check (no per-step cost in between).
+    """
+
+    def __init__(self, groups: Sequence, schedule: Schedule, make_optimizer: OptimizerFactory, interval: int,
+                 percentile: float, max_per_check: int):
+        super().__init__(groups, schedule, make_optimizer)
+        self.interval, self.percentile, self.max_per_check = interval, percentile, max_per_check
+        self.previous: list[float | None] = [None] * len(self.groups)  # norms at the last check
+
+    def step(self, j: int) -> int:
+        if j > 0 and j % self.interval == 0 and self.num_frozen < len(self.groups) - 1:
+            self._check(j)
+        return super().step(j)
+
+    def _check(self, j: int) -> None:
+        from .strategies import autofreeze_count, relative_change
+
+        active = range(self.num_frozen, len(self.groups))
+        norms = {i: _grad_norm(self.groups[i]) for i in active}
+        if all(self.previous[i] is not None for i in active):
+            changes = [relative_change(norms[i], self.previous[i]) for i in active]
+            self.freeze_prefix(self.num_frozen + autofreeze_count(changes, self.percentile, self.max_per_check), j)
+        self.previous = [norms.get(i) for i in range(len(self.groups))]
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "previous": list(self.previous)}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.previous = list(state["previous"])
+
+
+def _grad_norm(group) -> float:
+    """L2 norm of a group's current gradients (0.0 when none has one)."""
+    grads = [p.grad for p in group.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item() if grads else 0.0
+
+
+def make_controller(strategy, groups: Sequence, schedule: Schedule, make_optimizer: OptimizerFactory) -> FreezeOut:
+    """The controller of a strategy config (``cfg.strategy``) over ``groups``."""
+    if strategy["name"] == "autofreeze":
+        return AutoFreeze(groups, schedule, make_optimizer, strategy["interval"], strategy["percentile"],
+                          strategy["max_per_check"])
+    return FreezeOut(groups, schedule, make_optimizer)
+
+
+def _check_disjoint(groups: Sequence) -> None:
     """Every parameter must belong to exactly one group, or freezing would be ambiguous."""
     seen: set[int] = set()
     for i, g in enumerate(groups):

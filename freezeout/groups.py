@@ -19,8 +19,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .schedule import layer_times
-from .speedup import flops_speedup, group_costs
+from .predict import group_costs
+from .speedup import flops_speedup
+from .strategies import ADAPTIVE, strategy_schedule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,14 +37,17 @@ class GroupRow:
     t_i: float  # fraction of training after which the group freezes (1.0: never, the head)
 
 
-def grouping_report(model: nn.Module, input_shape: Sequence[int], t_0: float, strategy: str) -> list[GroupRow]:
-    """The table of ``model``'s layer groups for inputs of ``input_shape`` (with batch dim)."""
-    groups = model.layer_groups()
-    costs = group_costs(model, input_shape)
+def grouping_rows(groups: Sequence, costs: Sequence[float], times: Sequence[float]) -> list[GroupRow]:
+    """The report's rows from a model's groups, their forward FLOPs and the schedule's times."""
     total = sum(costs) or 1.0
-    times = layer_times(len(groups), t_0, strategy)
     return [GroupRow(i, g.name, sum(p.numel() for p in g.parameters()), c / total, t)
             for i, (g, c, t) in enumerate(zip(groups, costs, times))]
+
+
+def grouping_report(model: nn.Module, input_shape: Sequence[int], times: Sequence[float]) -> list[GroupRow]:
+    """The table of ``model``'s layer groups for inputs of ``input_shape`` (with batch dim) and a
+    schedule's freezing ``times``."""
+    return grouping_rows(model.layer_groups(), group_costs(model, input_shape), times)
 
 
 def format_report(rows: Sequence[GroupRow]) -> str:
@@ -61,26 +65,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .config import validate
     from .errors import ConfigError, one_line
-    from .models.factory import build_run_model, data_dims, describe
+    from .data import check_sizes, dataset_spec
+    from .models.factory import build_run_model, describe
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         cfg = _compose(list(sys.argv[1:] if argv is None else argv))
         cfg.device = "cpu"  # the report is about the model, wherever the run would train
         validate(cfg)
-        num_classes, in_channels, size = data_dims(cfg.data.name)
+        spec = dataset_spec(cfg.data)
+        num_classes, in_channels, size = spec.num_classes, spec.in_channels, tuple(spec.image_size)
         model = build_run_model(cfg, num_classes, in_channels, size, torch.device("cpu"))
         shape = (1, in_channels, *size)
-        rows = grouping_report(model, shape, cfg.t_0, cfg.strategy.name)
+        ipe = check_sizes(cfg.data, spec) // cfg.batch_size
+        n = len(model.layer_groups())
+        times = strategy_schedule(cfg.strategy, n, cfg.t_0, cfg.scale_lr, ipe, cfg.epochs * ipe, cfg.optimizer.lr).times
+        rows = grouping_report(model, shape, times)
     except (ConfigError, HydraException, OmegaConfBaseException) as e:
         cause = f" ({e.__cause__})" if e.__cause__ is not None else ""
         message = str(e) if isinstance(e, ConfigError) else one_line(e) + cause
         print(f"error: {' '.join(message.split())}", file=sys.stderr)
         return 2
-    speedup = flops_speedup([r.flops_share for r in rows], cfg.t_0, cfg.strategy.name)  # only shares matter
+    speedup = flops_speedup([r.flops_share for r in rows], times)  # only the shares matter
     how = getattr(model, "grouping", "declared by the model")
+    when = "decided during the run" if cfg.strategy.name in ADAPTIVE else f"predicted speedup (flops) {speedup:.1%}"
     print(f"{describe(cfg.model)} on {cfg.data.name} ({in_channels}x{size[0]}x{size[1]}): {len(rows)} layer "
-          f"groups ({how}); {cfg.strategy.name} t_0={cfg.t_0}: predicted speedup (flops) {speedup:.1%}")
+          f"groups ({how}); {cfg.strategy.name} t_0={cfg.t_0}: {when}")
     print(format_report(rows))
     return 0
 

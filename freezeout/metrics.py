@@ -1,16 +1,102 @@
 """Per-run records: ``metrics.jsonl`` (one line per epoch, flushed at once) and ``summary.json``
-(written atomically). Readers tolerate a torn last line, which a killed run can leave behind."""
+(written atomically). Readers tolerate a torn last line, which a killed run can leave behind.
+
+:class:`RunSummary` is the one definition of ``summary.json``: the trainer and ``run.py`` write
+it, the analysis, the sweep plan and the benchmark read it, all by attribute. Pure Python: the
+analysis imports this module without torch.
+"""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+
+# Run statuses. A final one is never trained again; the others resume or re-run.
+RUNNING, COMPLETED, FAILED, DIVERGED, INTERRUPTED = "running", "completed", "failed", "diverged", "interrupted"
+FINAL_STATUSES = (COMPLETED, DIVERGED)
+
+
+@dataclass
+class RunSummary:
+    """What ``summary.json`` holds (DESIGN §2 "Per-run files"). Every field has a default, so a
+    summary written by a failing sweep job, or by an older version, still reads."""
+
+    status: str = RUNNING
+    error: Optional[str] = None  # "Type: message" for failed/diverged/interrupted runs
+    # What was trained: the FreezeOut settings, model, data, optimizer and the run's scale.
+    strategy: Optional[str] = None
+    t_0: Optional[float] = None
+    scale_lr: Optional[bool] = None
+    const_time: Optional[bool] = None
+    seed: Optional[int] = None
+    model: Optional[dict] = None
+    data: Optional[dict] = None
+    optimizer: Optional[dict] = None
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None  # global batch (all processes together)
+    lr: Optional[float] = None
+    precision: Optional[str] = None
+    world_size: int = 1  # processes that trained the run together
+    device: Optional[str] = None  # e.g. "cuda:0 (NVIDIA H100)" or "cpu (x86_64, 2 threads)"
+    # The schedule: planned and realised.
+    iterations: Optional[int] = None  # planned T (T' with const_time)
+    iterations_done: int = 0
+    iterations_per_epoch: Optional[int] = None
+    train_images: Optional[int] = None
+    val_images: Optional[int] = None
+    num_groups: Optional[int] = None
+    layer_times: Optional[list] = None  # t_i, fraction of training at which group i freezes
+    freeze_iterations: Optional[list] = None  # iteration each group froze at (None: never)
+    frozen_groups: int = 0  # frozen when the run stopped
+    # Predictions beside the measurement: fraction of training time saved, by model.
+    predicted_speedup: dict = field(default_factory=lambda: {"flops": None, "paper": None, "time": None})
+    const_time_prediction: Optional[str] = None  # which prediction set T' with const_time
+    # Results.
+    train_seconds: float = 0.0  # training steps only (forward, backward, optimizer)
+    eval_seconds: float = 0.0
+    final_val_err: Optional[float] = None  # fraction
+    final_val_loss: Optional[float] = None
+    best_val_err: Optional[float] = None
+    test_err: Optional[float] = None
+    num_params: Optional[int] = None
+    # Provenance.
+    versions: Optional[dict] = None
+    git_revision: Optional[str] = None
+    config: Optional[dict] = None  # the resolved config
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunSummary":
+        """A summary from parsed JSON; unknown keys are ignored, missing ones take defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def write(self, path: str | Path) -> None:
+        """Write atomically (temp file + rename)."""
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def read(cls, path: str | Path) -> "RunSummary | None":
+        """The summary at ``path``, or None when there is none. Raises ValueError when the file
+        is not a JSON object."""
+        d = read_json(path)
+        if d is None:
+            return None
+        if not isinstance(d, dict):
+            raise ValueError(f"{path} is not a JSON object")
+        return cls.from_dict(d)
 
 
 def _clean(value: Any) -> Any:

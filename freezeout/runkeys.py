@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Settings of FreezeOut itself: a baseline (strategy none) is the same run whatever they are.
-FREEZEOUT_KEYS = ("strategy", "t_0", "scale_lr", "const_time")
-#: Settings that do not change what a run computes (paths, logging, bookkeeping).
-NON_SEMANTIC_KEYS = ("data.root", "log_every", "checkpoint", "progress", "predict_time", "debug")
+#: Settings of FreezeOut itself (and of its rivals, under ``strategy``): a baseline (strategy
+#: none) is the same run whatever they are. The cache changes how fast frozen groups run, not what
+#: a run computes, and a baseline freezes nothing.
+FREEZEOUT_KEYS = ("strategy", "t_0", "scale_lr", "const_time", "cache_frozen", "cache_memory_gb", "cache_host")
+#: Settings that do not change what a run computes (paths, logging, bookkeeping, the named sweep
+#: a run came from). The one list: run-directory names (Hydra's override_dirname, through the
+#: ``freezeout.non_semantic_keys`` resolver), the resume check, the sweeper and the analysis.
+NON_SEMANTIC_KEYS = ("sweeps", "data.root", "log_every", "checkpoint", "progress", "predict_time", "debug")
 
 
 def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:

@@ -6,6 +6,7 @@ strategy's power, and a cosine-annealed rate that reaches zero at ``t_i * T``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 #: Strategy name -> power of the scaling function s(x) = x ** p. ``none`` is the baseline.
 STRATEGY_POWERS = {"linear": 1, "squared": 2, "cubic": 3}
@@ -57,3 +58,39 @@ def learning_rate(j: int, t_i: float, total_iters: int, lr: float, scale_lr: boo
         return 0.0
     lr0 = lr / t_i if scale_lr else lr
     return 0.5 * lr0 * (1.0 + math.cos(math.pi * j / (t_i * total_iters)))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A run's schedule, computed once and passed around as a value: when each layer group
+    freezes and its learning rate until then. The controller, the FLOP model and the time model
+    all read the same one."""
+
+    times: tuple[float, ...]  # t_i: fraction of training after which group i freezes
+    total_iters: int  # T: iterations of the whole run
+    lr: float  # base learning rate
+    scale_lr: bool  # start group i at lr / t_i (FreezeOut's annealing only)
+    #: "per_group": group i anneals to zero at t_i (FreezeOut); "global": every group follows the
+    #: baseline's cosine over all of training and is cut off when it freezes (the peer rules).
+    anneal: str = "per_group"
+    freeze_at: tuple[int, ...] = field(init=False)  # first frozen iteration of each group
+
+    def __post_init__(self):
+        if self.total_iters < 1:
+            raise ValueError(f"total_iters={self.total_iters!r}; need at least 1 iteration")
+        if self.anneal not in ("per_group", "global"):
+            raise ValueError(f"anneal={self.anneal!r}; allowed: per_group, global")
+        object.__setattr__(self, "times", tuple(self.times))
+        object.__setattr__(self, "freeze_at", tuple(freeze_iteration(t, self.total_iters) for t in self.times))
+
+    @classmethod
+    def freezeout(cls, n: int, t_0: float, strategy: str, total_iters: int, lr: float,
+                  scale_lr: bool) -> "Schedule":
+        """FreezeOut's schedule for ``n`` groups (DESIGN §1)."""
+        return cls(tuple(layer_times(n, t_0, strategy)), total_iters, lr, scale_lr)
+
+    def lr_at(self, i: int, j: int) -> float:
+        """Learning rate of group ``i`` at iteration ``j`` (0.0 once it is frozen)."""
+        if self.anneal == "global":
+            return 0.0 if j >= self.freeze_at[i] else learning_rate(j, 1.0, self.total_iters, self.lr, False)
+        return learning_rate(j, self.times[i], self.total_iters, self.lr, self.scale_lr)

@@ -27,7 +27,9 @@ def test_defaults_follow_the_paper():
     assert (cfg.model.name, cfg.model.depth, cfg.model.growth_rate) == ("densenet", 76, 12)
     assert (cfg.data.name, cfg.data.val_size, cfg.data.augment) == ("cifar100", 5000, True)
     assert (cfg.strategy.name, cfg.t_0, cfg.scale_lr, cfg.const_time) == ("cubic", 0.8, True, False)
-    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.nesterov) == (100, 50, 0.1, 0.9, True)
+    assert (cfg.epochs, cfg.batch_size) == (100, 50)
+    opt = cfg.optimizer
+    assert (opt.name, opt.lr, opt.momentum, opt.nesterov, opt.weight_decay) == ("sgd", 0.1, 0.9, True, 1e-4)
     assert cfg.device == "auto"
 
 
@@ -56,7 +58,10 @@ def test_schema_rejects_wrong_types_and_unknown_keys(override):
     ("t_0=1.5", "t_0=1.5"), ("t_0=0", "t_0=0"), ("epochs=0", "epochs=0"), ("batch_size=0", "batch_size=0"),
     ("model.depth=75", "model.depth=75"), ("data.subset=0", "data.subset=0"),
     ("data.subset=1000000", "data.subset=1000000"), ("strategy.name=quartic", "quartic"),
-    ("lr=-1", "lr=-1"), ("precision=fp8", "fp8"),
+    ("optimizer.lr=-1", "optimizer.lr=-1"), ("precision=fp8", "fp8"),
+    ("optimizer.momentum=0", "optimizer.nesterov=true needs optimizer.momentum > 0"),
+    ("optimizer.momentum=1.0", "optimizer.momentum=1.0"),
+    ("optimizer.weight_decay=-0.1", "optimizer.weight_decay=-0.1"),
 ])
 def test_validate_names_key_and_value(override, needle):
     cfg = make_cfg("device=cpu", override)

@@ -32,21 +32,23 @@ def write_cifar(root, name: str, n_train: int = 60, n_test: int = 20, seed: int 
 
 
 def test_fashion_mnist_from_system_copy(fmnist_root):
-    splits = load_data("fashion_mnist", fmnist_root, torch.device("cpu"), val_size=5000, subset=1000,
-                       with_test=True, download=False)
+    splits = load_data(dict(name="fashion_mnist", root=str(fmnist_root), val_size=5000, subset=1000,
+                            download=False), torch.device("cpu"), with_test=True)
     assert splits.train_x.shape == (1000, 1, 28, 28) and splits.val_x.shape == (5000, 1, 28, 28)
     assert splits.test_x.shape == (10000, 1, 28, 28)
     assert set(splits.train_y.unique().tolist()) == set(range(10))
     assert abs(splits.train_x.mean().item()) < 0.1  # normalised with the dataset's statistics
     # The validation split is the *last* val_size training images, disjoint from the subset.
-    full = load_data("fashion_mnist", fmnist_root, torch.device("cpu"), val_size=5000, download=False)
+    full = load_data(dict(name="fashion_mnist", root=str(fmnist_root), val_size=5000, download=False),
+                     torch.device("cpu"))
     assert torch.equal(full.train_x[:1000], splits.train_x) and len(full.train_x) == 55000
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_pickle_format_is_read(tmp_path, name):
     folder = write_cifar(tmp_path, name)
-    splits = load_data(name, tmp_path, torch.device("cpu"), val_size=10, with_test=True, download=False)
+    splits = load_data(dict(name=name, root=str(tmp_path), val_size=10, download=False), torch.device("cpu"),
+                       with_test=True)
     assert splits.train_x.shape == (50, 3, 32, 32) and splits.val_x.shape == (10, 3, 32, 32)  # 60 in all
     assert splits.test_x.shape == (20, 3, 32, 32)
     # Pixel (row 0, col 1) of image 0 in channel 0 is byte 1 of the row-major red plane.
@@ -60,24 +62,27 @@ def test_cifar_pickle_format_is_read(tmp_path, name):
 
 def test_missing_cifar_without_download_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cifar100 is not in data.root"):
-        load_data("cifar100", tmp_path, torch.device("cpu"), download=False)
+        load_data(dict(name="cifar100", root=str(tmp_path), download=False), torch.device("cpu"))
 
 
 def test_subset_larger_than_a_local_copy_is_rejected(tmp_path):
     write_cifar(tmp_path, "cifar10")
     with pytest.raises(ConfigError, match="data.subset=55"):  # 60 images, 10 held out: 50 to train
-        load_data("cifar10", tmp_path, torch.device("cpu"), val_size=10, subset=55, download=False)
+        load_data(dict(name="cifar10", root=str(tmp_path), val_size=10, subset=55, download=False),
+                  torch.device("cpu"))
 
 
-def test_augmentation_crops_and_flips_on_the_device():
+@pytest.mark.parametrize("fill", [0.0, (-1.0, -2.0, -3.0)])
+def test_augmentation_crops_and_flips_on_the_device(fill):
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
-    out = augment_batch(x, torch.Generator().manual_seed(0), pad=2)
+    out = augment_batch(x, torch.Generator().manual_seed(0), pad=2, fill=fill)
     assert out.shape == x.shape
-    for i in range(2):  # every output is a shifted (zero-filled) and maybe mirrored copy
+    for i in range(2):  # every output is a shifted (fill-padded) and maybe mirrored copy
         found = False
         for flip in (False, True):
             src = x[i].flip(2) if flip else x[i]
             padded = torch.nn.functional.pad(src, (2, 2, 2, 2))
+            padded[:, [0, 1, -2, -1], :] = padded[:, :, [0, 1, -2, -1]] = torch.tensor(fill).view(-1, 1, 1)
             for dy in range(5):
                 for dx in range(5):
                     found |= torch.equal(padded[:, dy:dy + 8, dx:dx + 8], out[i])
@@ -92,3 +97,14 @@ def test_batches_cover_each_image_at_most_once_per_epoch():
     assert len(set(seen.tolist())) == 9
     for xb, yb in batches:
         assert torch.equal(xb.view(-1), yb.float())
+
+
+def test_memory_budget_is_checked_before_loading():
+    from freezeout.data import check_sizes, dataset_spec
+
+    opts = {"name": "cifar100", "max_memory_gb": 0.5}  # 45,000 + 5,000 images x 3x32x32 x 4 bytes = 0.614 GB
+    with pytest.raises(ConfigError, match=r"0.614 GB .*50000 images of 3x32x32.*data.max_memory_gb=0.5: .*data.subset"):
+        check_sizes(opts, dataset_spec(opts))
+    check_sizes({**opts, "max_memory_gb": 0.7}, dataset_spec(opts))
+    with pytest.raises(ConfigError, match="0.737 GB .*60000 images"):  # with the 10,000 test images
+        check_sizes({**opts, "max_memory_gb": 0.7}, dataset_spec(opts), with_test=True)

@@ -14,7 +14,9 @@ from freezeout.freezer import freeze_module
 from freezeout.models.chain import balanced_segments, check_chain
 from freezeout.models.factory import build_external
 from freezeout.models.trace import trace_forward
-from freezeout.speedup import flops_speedup, group_costs
+from freezeout.predict import group_costs
+from freezeout.schedule import layer_times
+from freezeout.speedup import flops_speedup
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -117,7 +119,7 @@ def test_a_frozen_prefix_stays_bitwise_unchanged_and_records_no_autograd(key):
 @pytest.mark.parametrize("key", MODELS)
 def test_flops_speedup_is_a_fraction_that_falls_as_t0_rises(key):
     costs = group_costs(model(key), shape(key))
-    speedups = [flops_speedup(costs, t_0, "cubic") for t_0 in (0.3, 0.6, 0.9)]
+    speedups = [flops_speedup(costs, layer_times(len(costs), t_0, "cubic")) for t_0 in (0.3, 0.6, 0.9)]
     assert all(0.0 < s < 1.0 for s in speedups)
     assert speedups[0] > speedups[1] > speedups[2]
 
@@ -173,7 +175,7 @@ def test_run_py_trains_a_torchvision_resnet18_on_fashion_mnist(fmnist_root, tmp_
     from freezeout.metrics import read_metrics
 
     proc = run_cli("model=torchvision", "model.name=resnet18", "data=fashion_mnist", f"data.root={fmnist_root}",
-                   "data.subset=128", "data.val_size=200", "epochs=2", "batch_size=32", "lr=0.02", "t_0=0.5",
+                   "data.subset=128", "data.val_size=200", "epochs=2", "batch_size=32", "optimizer.lr=0.02", "t_0=0.5",
                    "device=cpu", "progress=false", "checkpoint=false", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -8,7 +8,10 @@ from torch import nn
 
 from freezeout.freezer import FreezeOut, freeze_module
 from freezeout.models import build_model
-from freezeout.schedule import learning_rate
+from freezeout.optim import optimizer_factory
+from freezeout.schedule import Schedule, learning_rate
+
+SGD = {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}
 
 BATCH = 8
 
@@ -30,9 +33,11 @@ def batches(n: int, seed: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
     ]
 
 
-def controller(model: nn.Module, total_iters: int, **kw) -> FreezeOut:
-    kw = {"t_0": 0.3, "strategy": "linear", "lr": 0.1, **kw}
-    return FreezeOut(model.layer_groups(), total_iters, **kw)
+def controller(model: nn.Module, total_iters: int, t_0: float = 0.3, strategy: str = "linear", lr: float = 0.1,
+               scale_lr: bool = True, optimizer: dict = SGD) -> FreezeOut:
+    groups = model.layer_groups()
+    schedule = Schedule.freezeout(len(groups), t_0, strategy, total_iters, lr, scale_lr)
+    return FreezeOut(groups, schedule, optimizer_factory(optimizer))
 
 
 def train_iteration(model: nn.Module, fo: FreezeOut, j: int, x: torch.Tensor, y: torch.Tensor):
@@ -66,7 +71,7 @@ def batchnorms(module: nn.Module) -> list[nn.Module]:
 def test_tiny_model_schedule_is_as_planned():
     """T=40, linear, t_0=0.3, 7 groups: t_i = 0.3 + 0.7 i/6, so groups freeze at ceil(40 t_i)."""
     fo = controller(tiny_densenet(), 40)
-    assert fo.freeze_at == [12, 17, 22, 26, 31, 36, 40]
+    assert fo.freeze_at == (12, 17, 22, 26, 31, 36, 40)
 
 
 def test_frozen_groups_stay_bitwise_unchanged_while_later_groups_train():
@@ -180,10 +185,13 @@ def test_strategy_none_never_freezes_and_anneals_all_groups_alike():
 def test_controller_rejects_shared_parameters_and_zero_iterations():
     model = tiny_densenet()
     g = model.layer_groups()
+    make_sgd = optimizer_factory(SGD)
     with pytest.raises(ValueError, match="shares a parameter"):
-        FreezeOut([g[0], g[1], g[1]], 10)
+        FreezeOut([g[0], g[1], g[1]], Schedule.freezeout(3, 0.5, "cubic", 10, 0.1, True), make_sgd)
     with pytest.raises(ValueError, match="total_iters=0"):
-        FreezeOut(g, 0)
+        FreezeOut(g, Schedule.freezeout(len(g), 0.5, "cubic", 0, 0.1, True), make_sgd)
+    with pytest.raises(ValueError, match="7 layer groups but a schedule for 3"):
+        FreezeOut(g, Schedule.freezeout(3, 0.5, "cubic", 10, 0.1, True), make_sgd)
 
 
 def _roundtrip(obj):

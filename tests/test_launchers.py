@@ -2,7 +2,7 @@
 (``hydra/launcher=parallel``) and submitit on this machine (``hydra/launcher=local``) writes the same
 runs into one sweep dir, is analysed and paired the same way, and re-launches the same way (done
 runs skipped, failures recorded); the SLURM config composes and renders to the sbatch script the
-overrides ask for; and the placement functions (freezeout/placement.py)."""
+overrides ask for; and the placement functions (hydra_plugins/freezeout_launch/placement.py)."""
 from __future__ import annotations
 
 import json
@@ -18,12 +18,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import REPO, TINY, run_cli
-from freezeout import placement
+from hydra_plugins.freezeout_launch import placement
 from freezeout.config import register_configs
-from freezeout.placement import (apply_job_placement, claim_gpu, cpu_threads_share, default_n_jobs,
+from hydra_plugins.freezeout_launch.placement import (apply_job_placement, claim_gpu, cpu_threads_share, default_n_jobs,
                                  effective_n_jobs, job_device, job_threads, launcher_kind, release_gpu)
 
 register_configs()
+placement.register_resolvers()
 
 #: Two one-epoch runs, a FreezeOut run and its baseline. t_0 is named so that a re-launch with
 #: t_0=0.8,1.5 finds the FreezeOut run's directory again (the baseline drops t_0 either way).

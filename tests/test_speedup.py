@@ -6,18 +6,24 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from freezeout.engine import TrainStep, measure_stage_seconds
+from freezeout.freezer import FreezeOut
 from freezeout.models import build_model
+from freezeout.predict import calc_speedup, group_costs
+from freezeout.schedule import Schedule, layer_times
 from freezeout.speedup import (
-    calc_speedup,
     flops_speedup,
     freezing_stages,
     frozen_groups_at,
-    group_costs,
-    measure_stage_seconds,
     paper_costs,
     paper_speedup,
     time_speedup,
 )
+
+
+def flops_for(costs, t_0, strategy):
+    """The FLOP model for FreezeOut's schedule of ``len(costs)`` groups."""
+    return flops_speedup(costs, layer_times(len(costs), t_0, strategy))
 
 # --- paper: DenseNet-BC k=2, L=10 (m=1 bottleneck per block), computed by hand ------------------
 # stem: 3*2k*32^2*9 = 3*4*1024*9                          = 110592
@@ -76,23 +82,23 @@ def test_flops_speedup_hand_computed_on_three_costs():
     # c = [1, 2, 3]; baseline = 6 (fwd) + 6 (weight grads) + 5 (input grads, not group 0) = 17
     # linear t_0=0.5: t = [0.5, 0.75, 1]
     #   freezeout = 6 + (0.5 + 1.5 + 3) + (2*0.5 + 3*0.75) = 6 + 5 + 3.25 = 14.25
-    assert flops_speedup([1, 2, 3], 0.5, "linear") == pytest.approx(1 - 14.25 / 17, rel=1e-12)
+    assert flops_for([1, 2, 3], 0.5, "linear") == pytest.approx(1 - 14.25 / 17, rel=1e-12)
     # squared t_0=0.5: t = [0.25, 0.5625, 1]
     #   freezeout = 6 + (0.25 + 1.125 + 3) + (2*0.25 + 3*0.5625) = 6 + 4.375 + 2.1875 = 12.5625
-    assert flops_speedup([1, 2, 3], 0.5, "squared") == pytest.approx(1 - 12.5625 / 17, rel=1e-12)
+    assert flops_for([1, 2, 3], 0.5, "squared") == pytest.approx(1 - 12.5625 / 17, rel=1e-12)
 
 
 @pytest.mark.parametrize("strategy", ["linear", "squared", "cubic"])
 def test_flops_speedup_zero_for_none_and_t_0_one(strategy):
     costs = [5.0, 1.0, 2.0, 7.0]
-    assert flops_speedup(costs, 0.5, "none") == 0.0
-    assert flops_speedup(costs, 1.0, strategy) == 0.0
+    assert flops_for(costs, 0.5, "none") == 0.0
+    assert flops_for(costs, 1.0, strategy) == 0.0
 
 
 @pytest.mark.parametrize("strategy", ["linear", "squared", "cubic"])
 def test_flops_speedup_grows_as_t_0_falls(strategy):
     costs = [5.0, 1.0, 2.0, 7.0, 3.0]
-    speedups = [flops_speedup(costs, t_0, strategy) for t_0 in (1.0, 0.9, 0.8, 0.5, 0.3, 0.1)]
+    speedups = [flops_for(costs, t_0, strategy) for t_0 in (1.0, 0.9, 0.8, 0.5, 0.3, 0.1)]
     assert all(a < b for a, b in zip(speedups, speedups[1:]))
     assert speedups[-1] < 2 / 3  # nothing can save more than the two backward passes
 
@@ -164,7 +170,7 @@ def test_group_costs_scale_with_batch_and_restore_train_mode():
 def test_calc_speedup_flops_on_densenet76_in_range(densenet76, densenet76_costs, t_0, strategy):
     s = calc_speedup(densenet76, SHAPE_32, t_0, strategy)
     assert 0.0 < s < 0.67
-    assert s == pytest.approx(flops_speedup(densenet76_costs, t_0, strategy), rel=1e-12)
+    assert s == pytest.approx(flops_for(densenet76_costs, t_0, strategy), rel=1e-12)
 
 
 def test_calc_speedup_orders_like_paper(densenet76):
@@ -201,34 +207,44 @@ def test_calc_speedup_rejects_unknown_method_and_bad_settings():
     assert all(m in str(info.value) for m in ("flops", "paper", "time"))
     with pytest.raises(ValueError, match=re.escape("t_0=1.5")):
         calc_speedup(model, (1, 1, 28, 28), 1.5, "cubic")
-    with pytest.raises(ValueError, match="make_batch"):
+    with pytest.raises(ValueError, match="batches"):
         calc_speedup(model, (1, 1, 28, 28), 0.8, "cubic", method="time")
 
 
-def _make_batch():
+def _batches():
+    """An endless stream of one fixed batch."""
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)
-    return lambda: (x, y)
+    while True:
+        yield x, y
 
 
 def test_calc_speedup_time_on_tiny_model_returns_a_fraction():
     """Measured, so only its type and the upper bound are certain (no timing thresholds)."""
     s = calc_speedup(tiny_densenet(), (8, 1, 28, 28), 0.5, "cubic", method="time",
-                     make_batch=_make_batch())
+                     batches=_batches())
     assert isinstance(s, float) and s < 1.0
 
 
 def test_calc_speedup_time_is_zero_for_none():
     s = calc_speedup(tiny_densenet(), (8, 1, 28, 28), 0.5, "none", method="time",
-                     make_batch=_make_batch())
+                     batches=_batches())
     assert s == 0.0
 
 
 def test_measure_stage_seconds_leaves_the_model_untouched():
     model = tiny_densenet().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    seconds = measure_stage_seconds(model, _make_batch(), [0, 3, 3, 6], steps=2, warmup=1)
-    assert sorted(seconds) == [0, 3, 6] and all(s > 0 for s in seconds.values())
+    def make_controller(groups):  # a schedule that freezes nothing by itself
+        return FreezeOut(groups, Schedule((1.0,) * len(groups), 10**9, 0.1, True),
+                         lambda pgs: torch.optim.SGD(pgs, lr=0.1, momentum=0.9))
+
+    stream = _batches()
+    timings = measure_stage_seconds(model, make_controller, lambda step: stream, [0, 3, 3, 6], TrainStep,
+                                    steps=2, chunks=2, warmup=1)
+    seconds = timings.samples
+    assert sorted(seconds) == [0, 3, 6] and all(len(v) == 2 and min(v) > 0 for v in seconds.values())
+    assert sorted(timings.event_seconds) == [0, 3, 6]
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(p.requires_grad for p in model.parameters())

@@ -1,5 +1,5 @@
 """The sweeper trains each baseline once: FreezeOut-only keys are dropped from baseline jobs."""
-from hydra_plugins.freezeout_sweeper import drop_redundant_baselines
+from hydra_plugins.freezeout_launch.sweeper import drop_redundant_baselines
 
 
 def test_baseline_jobs_lose_freezeout_keys_and_duplicates():

@@ -61,7 +61,7 @@ def group_model(net: nn.Module, input_shape: Sequence[int], groups="auto", max_g
     model = ExternalModel(net, specs, how, notes)
     check_chain(net, model.layer_groups(), trace)
     if max_groups is not None and len(specs) > max_groups:
-        from ..speedup import group_costs  # local: speedup is the harness's layer, not the models'
+        from ..predict import group_costs  # local: speedup is the harness's layer, not the models'
 
         try:
             costs = group_costs(model, input_shape)

@@ -58,6 +58,13 @@ class GroupedModel(nn.Module):
             x = group(x)
         return x
 
+    def forward_from(self, start: int, x: torch.Tensor, stop: int | None = None) -> torch.Tensor:
+        """Groups ``start`` to ``stop`` (default: the end) applied to ``x``, the output of group
+        ``start - 1``: what the frozen-prefix cache trains from."""
+        for group in self.groups[start:stop]:
+            x = group(x)
+        return x
+
 
 def classifier_head(channels: int, num_classes: int, norm: bool = True) -> nn.Sequential:
     """The head group: final BN + ReLU (when the body ends un-normalised), pooling, linear."""

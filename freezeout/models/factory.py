@@ -31,12 +31,13 @@ def model_kind(model_cfg: Mapping) -> str:
     return model_cfg.get("kind", "builtin")
 
 
-def data_dims(data_name: str) -> tuple[int, int, tuple[int, int]]:
-    """``(num_classes, in_channels, (height, width))`` of a dataset, before loading it."""
+def data_dims(data_cfg) -> tuple[int, int, tuple[int, int]]:
+    """``(num_classes, in_channels, (height, width))`` of the data ``data_cfg`` configures, before
+    loading it."""
     from ..data import dataset_spec
 
-    spec = dataset_spec(data_name)
-    return spec.num_classes, spec.in_channels, (spec.image_size, spec.image_size)
+    spec = dataset_spec(data_cfg)
+    return spec.num_classes, spec.in_channels, tuple(spec.image_size)
 
 
 def build_run_model(cfg: DictConfig, num_classes: int, in_channels: int, image_size: tuple[int, int],

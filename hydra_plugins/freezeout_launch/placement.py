@@ -19,7 +19,7 @@ The chosen GPU is made torch's current device (``torch.cuda.set_device``) and ``
 left as it is: ``auto``/``cuda`` then resolve to that GPU, and a re-launched job that lands on
 another GPU still matches its run directory's config (``device`` is part of the resume check).
 
-Importing this module registers two resolvers for ``conf/hydra/launcher/``: ``${freezeout.n_jobs:N}``
+:func:`register_resolvers` registers two resolvers for ``conf/hydra/launcher/``: ``${freezeout.n_jobs:N}``
 (the number of visible GPUs, or ``N``, at most one per core, on a machine without one: parallel's
 default ``n_jobs``) and ``${freezeout.gpus:}`` (the number of visible GPUs: local's default
 ``gpus_per_node``). Nothing here imports torch at module level.
@@ -218,6 +218,9 @@ def _get(node: Any, key: str) -> Any:
         return getattr(node, key, None)
 
 
-for _name, _resolver in (("freezeout.n_jobs", default_n_jobs), ("freezeout.gpus", visible_gpus)):
-    if not OmegaConf.has_resolver(_name):
-        OmegaConf.register_new_resolver(_name, _resolver)
+def register_resolvers() -> None:
+    """Register the resolvers the launcher configs (conf/hydra/launcher/) use:
+    ``${freezeout.n_jobs:N}`` and ``${freezeout.gpus:}``. Call once before composing."""
+    for name, resolver in (("freezeout.n_jobs", default_n_jobs), ("freezeout.gpus", visible_gpus)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)

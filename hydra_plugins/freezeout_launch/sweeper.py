@@ -1,10 +1,11 @@
-"""Hydra's basic sweeper, minus redundant baselines.
+"""Hydra's basic sweeper, minus redundant jobs.
 
-A cartesian sweep such as ``strategy=cubic,none t_0=0.5,0.8 scale_lr=true,false`` would train
-the baseline (``strategy=none``) once per ``t_0`` x ``scale_lr``, though those settings do not
-change it. This sweeper drops them from baseline jobs and launches each distinct job once, so a
-sweep trains one baseline per remaining combination (seed, model, ...). Everything else, batching
-and launchers included, is Hydra's BasicSweeper.
+A cartesian sweep such as ``strategy=cubic,none,layer_freezing t_0=0.5,0.8 scale_lr=true,false``
+would train the baseline (``strategy=none``) and the peer rule once per ``t_0`` x ``scale_lr``,
+though those settings do not change them. This sweeper drops the settings a job's strategy does
+not read and launches each distinct job once, so a sweep trains one baseline (and one run of each
+peer rule) per remaining combination (seed, model, ...). Everything else, batching and launchers
+included, is Hydra's BasicSweeper.
 """
 # No "from __future__ import annotations": Hydra scans this module outside sys.modules, where
 # dataclasses cannot resolve string annotations.
@@ -16,18 +17,30 @@ from hydra.core.config_store import ConfigStore
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
 from freezeout.runkeys import FREEZEOUT_KEYS
+from freezeout.strategies import PEERS
 
 #: Settings that mean nothing without freezing (strategy=none trains every group to the end).
 FREEZEOUT_ONLY_KEYS = tuple(k for k in FREEZEOUT_KEYS if k != "strategy")
-BASELINE = ("strategy=none", "strategy.name=none")
+#: Settings of FreezeOut's own schedule, which the peer rules do not read.
+SCHEDULE_ONLY_KEYS = ("t_0", "scale_lr")
+
+
+def _strategy_of(job: List[str]) -> Optional[str]:
+    for o in job:
+        key, _, value = o.partition("=")
+        if key in ("strategy", "strategy.name"):
+            return value
+    return None
 
 
 def drop_redundant_baselines(jobs: List[List[str]]) -> List[List[str]]:
-    """Remove FreezeOut-only overrides from baseline jobs, then duplicates (order kept)."""
+    """Remove the overrides a job's strategy does not read (FreezeOut-only keys from baseline
+    jobs, t_0 and scale_lr from peer rules' jobs), then duplicates (order kept)."""
     seen, out = set(), []
     for job in jobs:
-        if any(o in BASELINE for o in job):
-            job = [o for o in job if o.split("=", 1)[0].lstrip("+~") not in FREEZEOUT_ONLY_KEYS]
+        strategy = _strategy_of(job)
+        unread = FREEZEOUT_ONLY_KEYS if strategy == "none" else SCHEDULE_ONLY_KEYS if strategy in PEERS else ()
+        job = [o for o in job if o.split("=", 1)[0].lstrip("+~") not in unread]
         if tuple(job) not in seen:
             seen.add(tuple(job))
             out.append(job)
@@ -36,7 +49,7 @@ def drop_redundant_baselines(jobs: List[List[str]]) -> List[List[str]]:
 
 @dataclass
 class FreezeOutSweeperConf:
-    _target_: str = "hydra_plugins.freezeout_sweeper.FreezeOutSweeper"
+    _target_: str = "hydra_plugins.freezeout_launch.sweeper.FreezeOutSweeper"
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
 

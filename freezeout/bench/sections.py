@@ -1,0 +1,167 @@
+"""The benchmark's measurements. Every training step runs through the engine (the trainer's own
+loop and step); the only other loop is the bare PyTorch reference the overhead is measured against."""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..devices import autocast_dtype, synchronize
+from ..engine import TrainStep, run_iterations
+from ..optim import optimizer_factory
+from ..predict import held_controller
+from .settings import compose_run, pct, say
+
+#: Targets: realised/predicted speedup (time model) within 5%; the harness at most 3% slower than
+#: a bare loop; a step with all but the head frozen at most 25% dearer than a forward alone.
+REALISATION_TARGET, OVERHEAD_TARGET, FROZEN_PREFIX_TARGET = (0.95, 1.05), 1.03, 1.25
+
+
+def realisation(s, overrides: list[str], workdir: Path) -> dict:
+    """Real ``train()`` runs, alternating baseline and FreezeOut (B F F B F F ...), each FreezeOut
+    run measuring its own time-model prediction as a user's run does (``predict_time=true``).
+    Per repeat: measured speedup = 1 - F / B seconds of that round; the realisation is the median
+    over repeats of measured / predicted."""
+    from ..trainer import train
+
+    labels = ["baseline", *(f"t_0={t}" for t in s.t0)]
+    runs = []
+    say(f"realisation: train() runs, {s.repeats} round(s) of {' '.join(labels)}")
+    for r in range(s.repeats):
+        for label, t in zip(labels, [None, *s.t0]):
+            extra = ["strategy=none"] if t is None else [f"strategy={s.strategy}", f"t_0={t}", "predict_time=true"]
+            summary = train(compose_run(overrides, *extra), workdir / f"round{r}-{label}")
+            if summary.status != "completed":
+                raise RuntimeError(f"{label} run {summary.status}: {summary.error}")
+            runs.append({"round": r, "label": label, "t_0": t, "train_seconds": summary.train_seconds,
+                         "iterations": summary.iterations_done, "final_val_err": summary.final_val_err,
+                         "frozen_groups": summary.frozen_groups, "predicted": summary.predicted_speedup,
+                         "images_per_second": summary.iterations_done * summary.batch_size / summary.train_seconds})
+            say(f"  round {r + 1}  {label:<10} {summary.train_seconds:7.2f} s  {runs[-1]['images_per_second']:7.1f} "
+                f"img/s  val err {pct(summary.final_val_err)}  frozen {summary.frozen_groups}/{summary.num_groups}")
+    by_t0 = []
+    for label, t in zip(labels[1:], s.t0):
+        pairs = zip((x for x in runs if x["label"] == "baseline"), (x for x in runs if x["label"] == label))
+        rows = [(1.0 - f["train_seconds"] / b["train_seconds"], f["predicted"]["time"], f["predicted"]["flops"])
+                for b, f in pairs]  # one (measured, time, flops) per round
+        med = [statistics.median(col) for col in zip(*rows)]
+        ratio = statistics.median(m / p for m, p, _ in rows)
+        ok = REALISATION_TARGET[0] <= ratio <= REALISATION_TARGET[1]
+        by_t0.append({"t_0": t, "measured_speedup": med[0], "predicted_time": med[1], "predicted_flops": med[2],
+                      "realisation_time": ratio, "realisation_flops": statistics.median(m / f for m, _, f in rows),
+                      "rounds": [list(x) for x in rows], "pass": ok})
+        say(f"  t_0={t}: measured {pct(med[0])}, predicted time {pct(med[1])} / flops {pct(med[2])} -> measured/time "
+            f"{ratio:.3f} ({'PASS' if ok else 'FAIL'}), measured/flops {by_t0[-1]['realisation_flops']:.3f}")
+    best = {lab: max(x["images_per_second"] for x in runs if x["label"] == lab) for lab in labels}
+    say("throughput (best round, img/s): " + ", ".join(f"{k} {v:.1f}" for k, v in best.items()))
+    return {"runs": runs, "by_t0": by_t0, "throughput_images_per_second": best,
+            "statistic": "median over rounds of per-round ratios; each round: B then F runs back to back"}
+
+
+class EngineRunner:
+    """``runner(n)``: n iterations of the trainer's loop with ``k`` groups frozen."""
+
+    def __init__(self, model, cfg, device, batches, k: int):
+        self.model, self.batches, self.log_every = model, batches, cfg.log_every
+        self.controller = held_controller(model.layer_groups(), optimizer_factory(cfg.optimizer), k,
+                                          cfg.optimizer.lr)
+        self.step = TrainStep(model, self.controller.optimizer, cfg.precision, device, channels_last=cfg.channels_last)
+
+    def __call__(self, n: int):
+        return run_iterations(self.step, self.controller, self.batches, 0, n, self.log_every)
+
+
+def _bare_runner(model, cfg, device, batches, backward: bool = True):
+    """``run(n)``: what one writes by hand, one optimizer over all parameters at a constant rate,
+    loss read back every ``log_every`` steps; ``backward=False``: the forward pass alone."""
+    opt = optimizer_factory(cfg.optimizer)(list(model.parameters()))
+    amp = autocast_dtype(cfg.precision)
+
+    def run(n: int) -> None:
+        for i in range(n):
+            x, y = next(batches)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                loss = F.cross_entropy(model(x), y)
+            if backward:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            if (i + 1) % cfg.log_every == 0:
+                loss.item()
+    return run
+
+
+def alternate(a, b, s, device) -> dict:
+    """Seconds per step of runners ``a`` and ``b`` in chunks ordered a b | b a | ..., so drift and
+    bursts hit both; ``ratio`` is the median of the per-pair ratios a / b."""
+    a(2), b(2)  # warm-up
+    times: dict[str, list[float]] = {"a": [], "b": []}
+    for c in range(s.chunks):
+        for name in ("ab" if c % 2 == 0 else "ba"):
+            synchronize(device)
+            start = time.perf_counter()
+            (a if name == "a" else b)(s.chunk_steps)
+            synchronize(device)
+            times[name].append((time.perf_counter() - start) / s.chunk_steps)
+    return {"a_step_seconds": statistics.median(times["a"]), "b_step_seconds": statistics.median(times["b"]),
+            "ratio": statistics.median(x / y for x, y in zip(times["a"], times["b"]))}
+
+
+def step_costs(model0, stream, cfg, device, s) -> dict:
+    """Overhead (trainer's loop with strategy none vs a bare loop) and the frozen-prefix cost (all
+    but the head frozen vs a forward pass alone), same initial weights and batches."""
+    n = len(model0.layer_groups())
+    r = alternate(EngineRunner(copy.deepcopy(model0), cfg, device, stream(), 0),
+                  _bare_runner(copy.deepcopy(model0), cfg, device, stream()), s, device)
+    overhead = {**r, "target": OVERHEAD_TARGET, "pass": r["ratio"] <= OVERHEAD_TARGET}
+    say(f"overhead: trainer loop / bare loop step time {r['ratio']:.3f} (target <= {OVERHEAD_TARGET}: "
+        f"{'PASS' if overhead['pass'] else 'FAIL'})")
+    r = alternate(EngineRunner(copy.deepcopy(model0), cfg, device, stream(), n - 1),
+                  _bare_runner(copy.deepcopy(model0), cfg, device, stream(), backward=False), s, device)
+    prefix = {**r, "frozen_groups": n - 1, "target": FROZEN_PREFIX_TARGET, "pass": r["ratio"] <= FROZEN_PREFIX_TARGET}
+    say(f"frozen prefix: step with {n - 1}/{n} groups frozen / forward alone {r['ratio']:.3f} (target <= "
+        f"{FROZEN_PREFIX_TARGET}: {'PASS' if prefix['pass'] else 'FAIL'})")
+    return {"overhead": overhead, "frozen_prefix": prefix}
+
+
+def _mib(tensors) -> float:
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
+
+def memory(model0, stream, cfg, device) -> dict:
+    """With 0, half and all-but-head groups frozen: MiB autograd saves during a step (unique
+    storages, parameters and buffers excluded), parameters, gradients, optimizer state, and on
+    CUDA the allocator's peak."""
+    n, rows = len(model0.layer_groups()), []
+    for k in sorted({0, n // 2, n - 1}):
+        run = EngineRunner(copy.deepcopy(model0), cfg, device, stream(), k)
+        run(1)  # gradients and optimizer state exist from now on
+        params = list(run.model.parameters())
+        own = {t.untyped_storage().data_ptr() for t in [*params, *run.model.buffers()]}
+        saved: dict[int, int] = {}
+
+        def pack(t):
+            if t.untyped_storage().data_ptr() not in own:
+                saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            run(1)
+        state = [v for st in run.controller.optimizer.state.values() for v in st.values() if torch.is_tensor(v)]
+        row = {"frozen_groups": k, "saved_activations_mb": sum(saved.values()) / 2**20, "params_mb": _mib(params),
+               "grads_mb": _mib(p.grad for p in params if p.grad is not None), "optimizer_state_mb": _mib(state),
+               "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
+        row["model_total_mb"] = sum(v for key, v in row.items() if key.endswith("_mb") and key != "cuda_peak_mb")
+        rows.append(row)
+        say(f"memory k={k:<3} saved activations {row['saved_activations_mb']:8.2f} MiB, total "
+            f"{row['model_total_mb']:8.2f} MiB, CUDA peak {row['cuda_peak_mb'] or 'n/a'}")
+    values = [r["model_total_mb"] for r in rows]
+    return {"configs": rows, "falls": all(b < a for a, b in zip(values, values[1:]))}

@@ -1,0 +1,132 @@
+"""Predicted speedups on a real model: forward FLOPs counted per layer group, step times measured
+per freezing stage through the engine, fed to the formulas of :mod:`freezeout.speedup`.
+
+``calc_speedup`` is the public entry point; the trainer and the benchmark use
+:func:`group_costs` and :func:`time_model` directly with the run's own schedule and settings.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .engine import TrainStep, measure_stage_seconds, median_stage_seconds
+from .freezer import FreezeOut, OptimizerFactory
+from .schedule import Schedule, check_strategy, check_t_0, layer_times
+from .speedup import METHODS, flops_speedup, freezing_stages, paper_speedup, time_speedup
+
+#: A schedule long enough that no group freezes by itself while a stage is being timed.
+_HOLD_ITERS = 10**9
+
+
+def held_controller(groups, make_optimizer: OptimizerFactory, k: int = 0, lr: float = 1e-3) -> FreezeOut:
+    """A controller with exactly the first ``k`` groups frozen that freezes nothing more by itself:
+    what a training step costs at one freezing stage, for measurements."""
+    controller = FreezeOut(groups, Schedule((1.0,) * len(groups), _HOLD_ITERS, lr, False), make_optimizer)
+    controller.freeze_prefix(k)
+    return controller
+
+
+def group_costs(model: nn.Module, input_shape: Sequence[int]) -> list[float]:
+    """Forward FLOPs of each layer group for one input of ``input_shape`` (with batch dim),
+    counted with ``FlopCounterMode`` on the real model (in eval mode; its mode is restored)."""
+    groups = model.layer_groups()
+    param = next(model.parameters())
+    x = torch.zeros(*input_shape, device=param.device, dtype=param.dtype)
+    counts = [0.0] * len(groups)
+    hooks = []
+    counter = FlopCounterMode(display=False)
+
+    def bracket(i: int):
+        def pre(module, args):
+            counts[i] -= counter.get_total_flops()
+
+        def post(module, args, out):
+            counts[i] += counter.get_total_flops()
+        return pre, post
+
+    for i, g in enumerate(groups):
+        for root in g.roots:  # a group's roots are disjoint subtrees: their counts add up
+            pre, post = bracket(i)
+            hooks += [root.register_forward_pre_hook(pre), root.register_forward_hook(post)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad(), counter:
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return counts
+
+
+def paper_applies(model: nn.Module, input_shape: Sequence[int]) -> bool:
+    """Whether the ``paper`` model is defined here: a DenseNet-BC on 32x32 inputs."""
+    return hasattr(model, "growth_rate") and tuple(input_shape[-2:]) == (32, 32)
+
+
+def paper_prediction(model: nn.Module, input_shape: Sequence[int], t_0: float, strategy: str) -> float | None:
+    """The paper code's estimate where it is defined (DenseNet-BC on 32x32), else None."""
+    if not paper_applies(model, input_shape):
+        return None
+    return paper_speedup(model.growth_rate, model.depth, t_0, strategy)
+
+
+def measure_stages(model: nn.Module, stages: Sequence[int], make_batches: Callable[[TrainStep], Iterator],
+                   make_optimizer: OptimizerFactory, make_step: Callable[[nn.Module, torch.optim.Optimizer], TrainStep],
+                   steps: int = 4, chunks: int = 3, warmup: int = 2) -> tuple[dict[int, float], dict[int, float]]:
+    """Seconds per training step with the first ``k`` groups frozen, for each ``k`` in ``stages``,
+    measured with the engine's loop and the run's own optimizer and step: the median of
+    ``chunks`` chunks of ``steps`` steps; and the one-off seconds each stage's start costs (see
+    :func:`~freezeout.engine.measure_stage_seconds`)."""
+    def make_controller(groups):
+        return held_controller(groups, make_optimizer)
+
+    timings = measure_stage_seconds(model, make_controller, make_batches, stages, make_step, steps=steps,
+                                    chunks=chunks, warmup=warmup)
+    return median_stage_seconds(timings.samples), timings.event_seconds
+
+
+def time_model(model: nn.Module, times: Sequence[float], make_batches: Callable[[TrainStep], Iterator],
+               make_optimizer: OptimizerFactory, make_step: Callable[[nn.Module, torch.optim.Optimizer], TrainStep],
+               total_iters: int | None = None, **timing) -> tuple[float, dict[int, float]]:
+    """The time model for a schedule's ``times``: :func:`measure_stages` for every stage the
+    schedule trains through, integrated over the schedule, with each stage's one-off start cost
+    spread over a run of ``total_iters`` iterations. Returns (predicted speedup, seconds per
+    step by stage)."""
+    stage_seconds, event_seconds = measure_stages(model, freezing_stages(times), make_batches, make_optimizer,
+                                                  make_step, **timing)
+    return time_speedup(stage_seconds, times, event_seconds, total_iters), stage_seconds
+
+
+def calc_speedup(model: nn.Module, input_shape: Sequence[int], t_0: float, strategy: str,
+                 method: str = "flops", batches: Iterator | None = None,
+                 make_optimizer: OptimizerFactory | None = None) -> float:
+    """Predicted fraction of training time saved by FreezeOut for ``model`` on ``input_shape``.
+
+    ``method``: ``flops`` (default), ``paper`` (DenseNet-BC on 32x32 only) or ``time``, which
+    measures step times on the model's device: it needs ``batches``, an endless iterator of
+    training batches ``(x, y)``, and takes the optimizer (default: the paper's SGD).
+    """
+    check_t_0(t_0)
+    check_strategy(strategy)
+    times = layer_times(len(model.layer_groups()), t_0, strategy)
+    if method == "flops":
+        return flops_speedup(group_costs(model, input_shape), times)
+    if method == "paper":
+        if not paper_applies(model, input_shape):
+            raise ValueError("method='paper' is defined for DenseNet-BC on 32x32 inputs only")
+        return paper_speedup(model.growth_rate, model.depth, t_0, strategy)
+    if method == "time":
+        if batches is None:
+            raise ValueError("method='time' needs batches, an iterator of training batches (x, y)")
+        device = next(model.parameters()).device
+        make_optimizer = make_optimizer or functools.partial(
+            torch.optim.SGD, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+        return time_model(model, times, lambda step: batches, make_optimizer,
+                          lambda m, opt: TrainStep(m, opt, "fp32", device))[0]
+    raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(METHODS)}")
