@@ -150,6 +150,7 @@ class Config:
     device: str = "auto"  # auto (cuda when present, else cpu) | cpu | cuda | cuda:N
     eval_test: bool = False  # also evaluate the test split at the end
     predict_time: bool = False  # measure per-stage step times for the "time" speedup model
+    predict_time_share: float = 0.1  # the time model may cost at most this share of the run's steps
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
     channels_last: bool = False  # NHWC memory format (faster convs on recent GPUs)
     compile: bool = False  # torch.compile the model
@@ -222,6 +223,7 @@ def validate(cfg: DictConfig) -> torch.device:
     need(cfg.batch_size >= 1, f"batch_size={cfg.batch_size}; need an integer >= 1")
     check_optimizer(cfg.optimizer)
     need(cfg.log_every >= 1, f"log_every={cfg.log_every}; need an integer >= 1")
+    need(0.0 < cfg.predict_time_share <= 1.0, f"predict_time_share={cfg.predict_time_share}; allowed: (0, 1]")
     need(cfg.precision in PRECISIONS, f"precision={cfg.precision!r}; allowed: {', '.join(PRECISIONS)}")
     builtin = model_kind(cfg.model) == "builtin"
     if builtin:
