@@ -1,7 +1,7 @@
 """Pair each FreezeOut run with its baseline and compute measured speedup and relative error.
 
 The baseline of a run (DESIGN §1) is a completed ``strategy=none`` run whose config is the same
-once the FreezeOut keys and the non-semantic keys are dropped: same model, data, optimiser, epochs
+once the method keys (FreezeOut's, ``cache_frozen``) and the non-semantic keys are dropped: same model, data, optimiser, epochs
 and seed. Configs are compared as flattened dotted keys; keys nobody knows of count too.
 """
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 from freezeout.runkeys import FREEZEOUT_KEYS, NON_SEMANTIC_KEYS, flatten, under
 
 from .collect import COMPLETED, natural_key
+from .methods import BASELINE, CACHE_FROZEN
 
-BASELINE = "none"
+_METHOD_KEYS = tuple(dict.fromkeys(FREEZEOUT_KEYS + (CACHE_FROZEN,)))
 
 
 def _norm(v: Any) -> Any:
@@ -25,10 +26,10 @@ def _norm(v: Any) -> Any:
 
 
 def semantic_config(cfg: dict | None, drop_seed: bool = False) -> dict[str, Any] | None:
-    """Flattened config without the FreezeOut and non-semantic keys (and ``seed`` if asked)."""
+    """Flattened config without the method and non-semantic keys (and ``seed`` if asked)."""
     if not isinstance(cfg, dict):
         return None
-    drop = FREEZEOUT_KEYS + NON_SEMANTIC_KEYS + (("seed",) if drop_seed else ())
+    drop = _METHOD_KEYS + NON_SEMANTIC_KEYS + (("seed",) if drop_seed else ())
     return {k: _norm(v) for k, v in flatten(cfg).items() if not under(k, drop)}
 
 
@@ -53,7 +54,7 @@ def relative_error(err: float, baseline_err: float) -> float:
 
 
 def is_freezeout(record: dict) -> bool:
-    """A FreezeOut run: any strategy but the baseline's (unknown strategy counts as FreezeOut)."""
+    """A run to pair: any strategy but the baseline's (FreezeOut, its peers, unknown ones)."""
     return record.get("strategy") != BASELINE
 
 

@@ -22,10 +22,6 @@ def mean_std(mean: float, std: float) -> str:
     return f"{pct(mean)} ± {pct(std)}"
 
 
-def _flag(v: object) -> str:
-    return "—" if v is None else ("yes" if v else "no")
-
-
 def _n_seeds(row: dict) -> str:
     """Paired seeds for FreezeOut rows, completed runs for the baseline; "(of N runs)" if fewer."""
     n = row["n_completed"] if row["strategy"] == "none" else row["measured_speedup_n"]
@@ -40,11 +36,7 @@ def markdown_table(summary: list[dict]) -> str:
     cols = []
     if len({r["setting"] for r in summary}) > 1:
         cols.append(("setting", lambda r: r["setting"]))
-    cols += [("strategy", lambda r: str(r["strategy"])),
-             ("scale_lr", lambda r: _flag(r["scale_lr"])),
-             ("t_0", lambda r: "—" if math.isnan(r["t_0"]) else f"{r['t_0']:g}")]
-    if any(r["const_time"] for r in summary):
-        cols.append(("const_time", lambda r: _flag(r["const_time"])))
+    cols += [("strategy", lambda r: str(r["strategy"])), ("method", lambda r: r["method"])]
     cols.append(("predicted speedup (flops)", lambda r: pct(r["predicted_speedup_flops"])))
     for kind in ("paper", "time"):
         if any_value(f"predicted_speedup_{kind}"):
