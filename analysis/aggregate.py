@@ -1,8 +1,9 @@
 """Group paired runs over seeds: one row per setting × method.
 
 A *setting* is everything in the config but the method keys, the non-semantic keys and the seed
-(model, data, optimiser, epochs, ...). A *method* is a strategy and its own parameters
-(``methods.py``); all baselines of a setting form one group.
+(model, data, optimiser, epochs, ...) plus the recorded environment (device, precision, world
+size). A *method* is a strategy and its own parameters (``methods.py``); all baselines of a
+setting form one group.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from .collect import COMPLETED, PREDICTION_KINDS
 from .methods import SCHEDULES, method_key, method_label, method_sort_key
-from .pairing import is_freezeout, pair_key, semantic_config
+from .pairing import ENVIRONMENT, is_freezeout, semantic_config
 
 _ALWAYS_SHOWN = ("model.name", "data.name")
 
@@ -26,28 +27,42 @@ def stats(values: list[float]) -> tuple[float, float, int]:
     return mean, std, len(v)
 
 
-def setting_labels(records: list[dict]) -> dict[str | None, str]:
-    """``setting key -> label``: "model / data", plus the config keys that tell settings apart."""
-    sems = {pair_key(r.get("_config"), drop_seed=True): r for r in records}
-    flats = {k: semantic_config(r.get("_config"), drop_seed=True) or {} for k, r in sems.items()}
-    keys = sorted(set().union(*flats.values())) if flats else []
-    varying = [k for k in keys if k not in _ALWAYS_SHOWN
-               and len({json.dumps(f.get(k), default=str) for f in flats.values()}) > 1]
-    labels = {}
-    for key, r in sems.items():
-        label = f"{r.get('model') or '?'} / {r.get('data') or '?'}"
-        extra = ", ".join(f"{k}={flats[key].get(k)}" for k in varying if k in flats[key])
-        labels[key] = f"{label} ({extra})" if extra else label
-        if key is None:
-            labels[key] += " (no config)"
-    return labels
+def _flat_setting(r: dict) -> dict[str, Any] | None:
+    """The setting of a run as flat keys: its semantic config (no seed) plus its environment."""
+    sem = semantic_config(r.get("_config"), drop_seed=True)
+    return None if sem is None else {**sem, **{k: r.get(k) for k in ENVIRONMENT}}
+
+
+def _fill_devices(flats: list[dict | None]) -> None:
+    """A run killed before it recorded its device joins the setting of its config when all runs
+    of that config that did record one agree on it (otherwise it stays apart)."""
+    known: dict[str, set] = {}
+    for f in flats:
+        if f is not None and f["device"] is not None:
+            known.setdefault(json.dumps({**f, "device": None}, sort_keys=True, default=str),
+                             set()).add(f["device"])
+    for f in flats:
+        if f is not None and f["device"] is None:
+            devices = known.get(json.dumps(f, sort_keys=True, default=str), set())
+            if len(devices) == 1:
+                f["device"] = next(iter(devices))
 
 
 def add_settings(records: list[dict]) -> list[dict]:
-    """Copies of ``records`` with ``_setting`` (the key), ``setting`` (its readable label) and
-    ``method`` (its label)."""
-    keys = [pair_key(r.get("_config"), drop_seed=True) for r in records]
-    labels = setting_labels(records)
+    """Copies of ``records`` with ``_setting`` (key), ``setting`` (readable label) and ``method``
+    (label)."""
+    flats = [_flat_setting(r) for r in records]
+    _fill_devices(flats)
+    keys = [None if f is None else json.dumps(f, sort_keys=True, default=str) for f in flats]
+    by_key = dict(zip(keys, flats))
+    varying = [k for k in sorted(set().union(*(f for f in by_key.values() if f)))
+               if k not in _ALWAYS_SHOWN and len({json.dumps(f.get(k), default=str)
+                                                  for f in by_key.values() if f}) > 1]
+    labels = {}
+    for r, key, flat in zip(records, keys, flats):
+        label = f"{r.get('model') or '?'} / {r.get('data') or '?'}"
+        extra = ", ".join(f"{k}={flat.get(k)}" for k in varying if k in flat) if flat else ""
+        labels[key] = (f"{label} ({extra})" if extra else label) + (" (no config)" if flat is None else "")
     return [dict(r, _setting=k, setting=labels[k], method=method_label(r))
             for r, k in zip(records, keys)]
 
@@ -75,7 +90,7 @@ def _group_row(members: list[dict]) -> dict[str, Any]:
     """Aggregate one group's runs (statistics over its completed runs only)."""
     first = members[0]
     used = [r for r in members if r["status"] == COMPLETED]
-    row: dict[str, Any] = {k: first.get(k) for k in ("setting", "model", "data")}
+    row: dict[str, Any] = {k: first.get(k) for k in ("setting", "model", "data", *ENVIRONMENT)}
     row.update(_method_columns(first))
     row.update(n_runs=len(members), n_completed=len(used))
     for name in ("measured_speedup", "relative_error"):

@@ -11,7 +11,8 @@ from .aggregate import add_settings, aggregate
 from .collect import collect_runs
 from .pairing import pair_runs
 from .plots import plot_all
-from .report import markdown_table, not_completed, not_completed_line, text_report, unpaired
+from .report import (markdown_notes, markdown_table, not_completed, not_completed_line, text_report,
+                     unpaired)
 
 RUN_COLUMNS = [
     "dir", "status", "strategy", "method", "t_0", "scale_lr", "const_time", "cache_frozen",
@@ -61,7 +62,7 @@ def analyze(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
     files = [out / "runs.csv", out / "summary.csv", out / "summary.md"]
     runs_df.to_csv(files[0], index=False)
     summary_df.to_csv(files[1], index=False)
-    files[2].write_text(f"# FreezeOut analysis of `{root}`\n\n{table}")
+    files[2].write_text(f"# FreezeOut analysis of `{root}`\n\n{table}\n{markdown_notes(runs)}")
     plot_files, skipped = plot_all(runs, summary, out)
     files += plot_files
 

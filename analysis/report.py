@@ -55,6 +55,16 @@ def markdown_table(summary: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown_notes(runs: list[dict]) -> str:
+    """What the table leaves out: the runs without a baseline, and why."""
+    lines = ["Mean ± sample standard deviation over seeds."]
+    lonely = unpaired(runs)
+    if lonely:
+        lines += ["", "Not paired with a baseline (left out of the statistics):", ""]
+        lines += [f"- `{r['dir']}`: {r['unpaired']}" for r in lonely]
+    return "\n".join(lines) + "\n"
+
+
 def not_completed(runs: list[dict]) -> list[dict]:
     """Runs whose status is not ``completed`` (failed, diverged, running, incomplete, ...)."""
     return [r for r in runs if r["status"] != COMPLETED]

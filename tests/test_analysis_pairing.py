@@ -1,5 +1,5 @@
-"""Summaries read through RunSummary, peer strategies as methods: on hand-built run directories
-with known numbers (helpers from test_analysis)."""
+"""Pairing on the recorded environment, peer strategies as methods: on hand-built run
+directories with known numbers (helpers from test_analysis)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 from analysis import analyze
 from test_analysis import by_dir, make_run
 
-A100 = "cuda:0 (NVIDIA A100)"
+A100, H100 = "cuda:0 (NVIDIA A100)", "cuda:0 (NVIDIA H100)"
 
 
 def test_summary_fields_are_collected(tmp_path):
@@ -28,6 +28,56 @@ def test_summary_fields_are_collected(tmp_path):
     assert f["baseline_dir"] == "b" and f["measured_speedup"] == pytest.approx(0.2)
     assert (runs["old"]["precision"], runs["old"]["world_size"]) == ("fp16", 1)  # config, default
     assert runs["b"]["precision"] == "bf16"
+
+
+def test_device_mismatch_is_not_paired_and_says_why(tmp_path):
+    make_run(tmp_path, "run_x", device_name=A100)
+    make_run(tmp_path, "run_y", strategy="cubic", seconds=50.0, device_name=H100)
+    result = analyze(tmp_path)
+    y = by_dir(result["runs"])["run_y"]
+    assert y["baseline_dir"] is None or pd.isna(y["baseline_dir"])
+    assert math.isnan(y["measured_speedup"])
+    assert y["unpaired"] == ("no baseline on the same device, precision and world size: baseline "
+                             f"'run_x' ran on {A100}, this run on {H100}")
+    assert "run_y: no baseline on the same device" in result["report"]
+    assert f"ran on {A100}, this run on {H100}" in (result["out"] / "summary.md").read_text()
+    # the two devices are two settings: a baseline's statistics never mix them
+    assert set(result["summary"]["setting"]) == {f"densenet / cifar10 (device={A100})",
+                                                 f"densenet / cifar10 (device={H100})"}
+
+
+def test_the_matching_environment_wins_among_baselines(tmp_path):
+    make_run(tmp_path, "a", seconds=100.0, device_name=A100)
+    make_run(tmp_path, "b", seconds=200.0, device_name=H100)
+    make_run(tmp_path, "c", strategy="cubic", seconds=150.0, device_name=H100)
+    c = by_dir(analyze(tmp_path)["runs"])["c"]
+    assert c["baseline_dir"] == "b" and c["measured_speedup"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("field, base, run, text", [
+    ("precision", "fp32", "bf16", "ran in fp32, this run in bf16"),
+    ("world_size", 1, 4, "ran with world size 1, this run with world size 4"),
+])
+def test_precision_and_world_size_mismatch_are_not_paired(tmp_path, field, base, run, text):
+    make_run(tmp_path, "b", summary_extra={field: base})
+    make_run(tmp_path, "f", strategy="cubic", seconds=50.0, summary_extra={field: run})
+    f = by_dir(analyze(tmp_path)["runs"])["f"]
+    assert math.isnan(f["measured_speedup"])
+    assert f["unpaired"].endswith(f"baseline 'b' {text}")
+
+
+def test_precision_from_the_config_counts_too(tmp_path):
+    make_run(tmp_path, "b", precision="fp32")  # summaries without a precision field
+    make_run(tmp_path, "f", strategy="cubic", precision="bf16")
+    assert "ran in fp32, this run in bf16" in by_dir(analyze(tmp_path)["runs"])["f"]["unpaired"]
+
+
+def test_no_baseline_for_the_seed_says_which_seeds_have_one(tmp_path):
+    make_run(tmp_path, "b", seed=1)
+    make_run(tmp_path, "f", strategy="cubic", seed=0)
+    assert by_dir(analyze(tmp_path)["runs"])["f"]["unpaired"] == (
+        "no baseline (no strategy=none run with the same config and seed); "
+        "this config has baselines for seed 1 only")
 
 
 def test_peer_strategy_is_its_own_method_paired_with_the_baseline(tmp_path):
@@ -64,3 +114,11 @@ def test_peer_strategy_is_its_own_method_paired_with_the_baseline(tmp_path):
     runs = by_dir(result["runs"])
     assert runs["lf1"]["baseline_dir"] == "none1" and runs["afc"]["baseline_dir"] == "none0"
     assert "| layer_freezing | layer_freezing (freeze_start=0.5, freeze_level=1) |" in result["markdown"]
+
+
+def test_a_run_killed_before_its_summary_joins_its_setting(tmp_path):
+    make_run(tmp_path, "b", device_name=A100)
+    make_run(tmp_path, "k", strategy="cubic", summary=False)  # no summary: device unknown
+    runs = by_dir(analyze(tmp_path)["runs"])
+    assert runs["k"]["setting"] == runs["b"]["setting"] == "densenet / cifar10"
+    assert runs["k"]["baseline_dir"] == "b" and math.isnan(runs["k"]["measured_speedup"])
