@@ -3,7 +3,7 @@
 A *setting* is everything in the config but the method keys, the non-semantic keys and the seed
 (model, data, optimiser, epochs, ...) plus the recorded environment (device, precision, world
 size). A *method* is a strategy and its own parameters (``methods.py``); all baselines of a
-setting form one group.
+setting form one group. Statistics use one completed run per seed (``seeds.py``).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 from .collect import COMPLETED, PREDICTION_KINDS
 from .methods import SCHEDULES, method_key, method_label, method_sort_key
 from .pairing import ENVIRONMENT, is_freezeout, semantic_config
+from .seeds import mark_repeats, repeat_text, repeated_seeds
 
 _ALWAYS_SHOWN = ("model.name", "data.name")
 
@@ -49,8 +50,8 @@ def _fill_devices(flats: list[dict | None]) -> None:
 
 
 def add_settings(records: list[dict]) -> list[dict]:
-    """Copies of ``records`` with ``_setting`` (key), ``setting`` (readable label) and ``method``
-    (label)."""
+    """Copies of ``records`` with ``_setting`` (key), ``setting`` (readable label), ``method``
+    (label) and ``repeat_of`` (see ``seeds.mark_repeats``)."""
     flats = [_flat_setting(r) for r in records]
     _fill_devices(flats)
     keys = [None if f is None else json.dumps(f, sort_keys=True, default=str) for f in flats]
@@ -63,8 +64,9 @@ def add_settings(records: list[dict]) -> list[dict]:
         label = f"{r.get('model') or '?'} / {r.get('data') or '?'}"
         extra = ", ".join(f"{k}={flat.get(k)}" for k in varying if k in flat) if flat else ""
         labels[key] = (f"{label} ({extra})" if extra else label) + (" (no config)" if flat is None else "")
-    return [dict(r, _setting=k, setting=labels[k], method=method_label(r))
-            for r, k in zip(records, keys)]
+    out = [dict(r, _setting=k, setting=labels[k], method=method_label(r))
+           for r, k in zip(records, keys)]
+    return mark_repeats(out, group_of)
 
 
 def group_of(record: dict) -> tuple:
@@ -87,12 +89,19 @@ def _method_columns(first: dict) -> dict[str, Any]:
 
 
 def _group_row(members: list[dict]) -> dict[str, Any]:
-    """Aggregate one group's runs (statistics over its completed runs only)."""
+    """Aggregate one group's runs: statistics over its completed runs, one per seed."""
     first = members[0]
-    used = [r for r in members if r["status"] == COMPLETED]
+    done = [r for r in members if r["status"] == COMPLETED]
+    used = [r for r in done if not r.get("repeat_of")]
+    paired = [r for r in used if not math.isnan(r["measured_speedup"])]
     row: dict[str, Any] = {k: first.get(k) for k in ("setting", "model", "data", *ENVIRONMENT)}
     row.update(_method_columns(first))
-    row.update(n_runs=len(members), n_completed=len(used))
+    counted = paired if is_freezeout(first) else used
+    repeats = repeated_seeds(members)
+    row.update(n_runs=len(members), n_completed=len(done),
+               n_seeds=len({str(r.get("seed")) for r in counted}),
+               repeated_seeds="; ".join(repeat_text(s, d) for s, d in repeats.items()),
+               _repeats=repeats)
     for name in ("measured_speedup", "relative_error"):
         mean, std, n = stats([r[name] for r in used])
         row.update({f"{name}_mean": mean, f"{name}_std": std, f"{name}_n": n})

@@ -21,7 +21,7 @@ RUN_COLUMNS = [
     "train_seconds", "final_val_err", "best_val_err", "test_err", "predicted_speedup_flops",
     "predicted_speedup_paper", "predicted_speedup_time", "const_time_prediction",
     "measured_speedup", "relative_error", "baseline_dir", "baseline_val_err",
-    "duplicate_baselines", "unpaired", "error", "note",
+    "duplicate_baselines", "repeat_of", "unpaired", "error", "note",
 ]
 
 
@@ -62,7 +62,7 @@ def analyze(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
     files = [out / "runs.csv", out / "summary.csv", out / "summary.md"]
     runs_df.to_csv(files[0], index=False)
     summary_df.to_csv(files[1], index=False)
-    files[2].write_text(f"# FreezeOut analysis of `{root}`\n\n{table}\n{markdown_notes(runs)}")
+    files[2].write_text(f"# FreezeOut analysis of `{root}`\n\n{table}\n{markdown_notes(runs, summary)}")
     plot_files, skipped = plot_all(runs, summary, out)
     files += plot_files
 
@@ -74,7 +74,7 @@ def analyze(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
         "not_completed": runs_df[runs_df["dir"].isin(bad)].reset_index(drop=True),
         "unpaired": runs_df[runs_df["dir"].isin(lonely)].reset_index(drop=True),
         "markdown": table,
-        "report": text_report(root, runs, table, files, skipped),
+        "report": text_report(root, runs, summary, table, files, skipped),
         "status_line": not_completed_line(runs),
         "files": files,
         "skipped": skipped,

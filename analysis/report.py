@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .collect import COMPLETED
 from .pairing import is_freezeout
+from .seeds import repeat_text
 
 
 def pct(x: float | None) -> str:
@@ -23,9 +24,13 @@ def mean_std(mean: float, std: float) -> str:
 
 
 def _n_seeds(row: dict) -> str:
-    """Paired seeds for FreezeOut rows, completed runs for the baseline; "(of N runs)" if fewer."""
-    n = row["n_completed"] if row["strategy"] == "none" else row["measured_speedup_n"]
-    return str(n) if n == row["n_runs"] else f"{n} (of {row['n_runs']} runs)"
+    """Distinct seeds in the statistics (paired ones for a method, completed ones for the
+    baseline), with "(of N runs)" when the group holds more runs and the seeds run repeatedly."""
+    n, extra = row["n_seeds"], []
+    if n != row["n_runs"]:
+        extra.append(f"of {row['n_runs']} run{'s' if row['n_runs'] != 1 else ''}")
+    extra += [f"seed {seed} ×{len(dirs)}" for seed, dirs in (row.get("_repeats") or {}).items()]
+    return f"{n} ({'; '.join(extra)})" if extra else str(n)
 
 
 def markdown_table(summary: list[dict]) -> str:
@@ -55,9 +60,20 @@ def markdown_table(summary: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_notes(runs: list[dict]) -> str:
-    """What the table leaves out: the runs without a baseline, and why."""
-    lines = ["Mean ± sample standard deviation over seeds."]
+def repeat_lines(summary: list[dict]) -> list[str]:
+    """One line per repeated seed: where, which runs, which one the statistics use."""
+    return [f"{row['method']}, {row['setting']}: {repeat_text(seed, dirs)}"
+            for row in summary for seed, dirs in (row.get("_repeats") or {}).items()]
+
+
+def markdown_notes(runs: list[dict], summary: list[dict]) -> str:
+    """What the table leaves out: how seeds count, repeated seeds, runs without a baseline."""
+    lines = ["n seeds counts distinct seeds; a seed run more than once enters the statistics "
+             "once, as its first completed run by path. Mean ± sample standard deviation over "
+             "seeds."]
+    repeats = repeat_lines(summary)
+    if repeats:
+        lines += ["", "Repeated seeds:", ""] + [f"- {x}" for x in repeats]
     lonely = unpaired(runs)
     if lonely:
         lines += ["", "Not paired with a baseline (left out of the statistics):", ""]
@@ -85,8 +101,8 @@ def not_completed_line(runs: list[dict]) -> str:
     return f"{len(bad)} of {len(runs)} runs did not complete: {items}"
 
 
-def text_report(root: Path, runs: list[dict], table: str, files: list[Path],
-                skipped: list[str]) -> str:
+def text_report(root: Path, runs: list[dict], summary: list[dict], table: str,
+                files: list[Path], skipped: list[str]) -> str:
     """The stdout report: counts, problem runs, the table, skipped plots, files written."""
     done = len(runs) - len(not_completed(runs))
     lines = [f"Analysis of {root}", f"Runs found: {len(runs)}, completed: {done}."]
@@ -105,6 +121,10 @@ def text_report(root: Path, runs: list[dict], table: str, files: list[Path],
     if dups:
         lines.append("Several baselines matched; the first by path was used:")
         lines += [f"  - used {b}, also matched: {d}" for b, d in dups]
+    repeats = repeat_lines(summary)
+    if repeats:
+        lines.append("Seeds run more than once (each counted once):")
+        lines += [f"  - {x}" for x in repeats]
     noted = [r for r in runs if r.get("note")]
     if noted:
         lines.append("Notes:")

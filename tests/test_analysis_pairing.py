@@ -1,5 +1,5 @@
-"""Pairing on the recorded environment, peer strategies as methods: on hand-built run
-directories with known numbers (helpers from test_analysis)."""
+"""Pairing on the recorded environment, seeds counted once, peer strategies as methods: on
+hand-built run directories with known numbers (helpers from test_analysis)."""
 from __future__ import annotations
 
 import json
@@ -80,6 +80,33 @@ def test_no_baseline_for_the_seed_says_which_seeds_have_one(tmp_path):
         "this config has baselines for seed 1 only")
 
 
+@pytest.fixture
+def repeated(tmp_path):
+    """Seed 0 of cubic run four times (a re-launch into other dirs), seed 1 once."""
+    make_run(tmp_path, "b0", seed=0, seconds=100.0, err=0.20)
+    make_run(tmp_path, "b1", seed=1, seconds=100.0, err=0.20)
+    for i, seconds in enumerate((90.0, 10.0, 10.0, 10.0)):  # the repeats would pull the mean up
+        make_run(tmp_path, f"r{i}/c0", strategy="cubic", seed=0, seconds=seconds, err=0.22)
+    make_run(tmp_path, "r9/c1", strategy="cubic", seed=1, seconds=70.0, err=0.20)
+    return analyze(tmp_path)
+
+
+def test_a_repeated_seed_counts_once_and_is_flagged(repeated):
+    row = repeated["summary"].set_index("strategy").loc["cubic"]
+    assert row["n_runs"] == 5 and row["n_completed"] == 5 and row["n_seeds"] == 2
+    assert row["measured_speedup_n"] == 2
+    assert row["measured_speedup_mean"] == pytest.approx(0.2)  # (0.1 + 0.3) / 2: r0/c0 and r9/c1
+    assert row["measured_speedup_std"] == pytest.approx(math.sqrt(0.02))
+    assert row["relative_error_mean"] == pytest.approx(0.05)
+    flag = "seed 0 appears 4 times (r0/c0, r1/c0, r2/c0, r3/c0); statistics use r0/c0"
+    assert flag in row["repeated_seeds"] and flag in repeated["report"]
+    assert flag in (repeated["out"] / "summary.md").read_text()
+    assert "| 2 (of 5 runs; seed 0 ×4) |" in repeated["markdown"]
+    runs = by_dir(repeated["runs"])
+    assert runs["r2/c0"]["repeat_of"] == "r0/c0" and pd.isna(runs["r0/c0"]["repeat_of"])
+    assert runs["r2/c0"]["measured_speedup"] == pytest.approx(0.9)  # still paired, per run
+
+
 def test_peer_strategy_is_its_own_method_paired_with_the_baseline(tmp_path):
     lf = {"freeze_start": 0.5, "freeze_level": 1.0}
     af = {"interval": 50, "percentile": 50, "max_per_check": 1}
@@ -97,14 +124,14 @@ def test_peer_strategy_is_its_own_method_paired_with_the_baseline(tmp_path):
     result = analyze(tmp_path)
     summary = result["summary"].set_index("method")
     lf_row = summary.loc["layer_freezing (freeze_start=0.5, freeze_level=1)"]
-    assert lf_row["strategy"] == "layer_freezing" and lf_row["measured_speedup_n"] == 2
+    assert lf_row["strategy"] == "layer_freezing" and lf_row["n_seeds"] == 2
     assert lf_row["measured_speedup_mean"] == pytest.approx(0.2)
     assert lf_row["relative_error_mean"] == pytest.approx(0.1)
     assert lf_row["predicted_speedup_flops"] == pytest.approx(0.25)
     assert math.isnan(lf_row["t_0"]) and pd.isna(lf_row["scale_lr"])
     assert json.loads(lf_row["strategy_params"]) == {"freeze_level": 1, "freeze_start": 0.5}
     late = summary.loc["layer_freezing (freeze_start=0.7, freeze_level=1)"]
-    assert late["measured_speedup_n"] == 1 and late["measured_speedup_mean"] == pytest.approx(0.1)
+    assert late["n_seeds"] == 1 and late["measured_speedup_mean"] == pytest.approx(0.1)
     af_row = summary.loc["autofreeze (interval=50, percentile=50, max_per_check=1)"]
     assert af_row["measured_speedup_mean"] == pytest.approx(0.3)
     cached = summary.loc["autofreeze (interval=50, percentile=50, max_per_check=1, cache_frozen)"]
