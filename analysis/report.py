@@ -13,7 +13,7 @@ def pct(x: float | None) -> str:
     """``0.253 -> "25.3%"``; an em dash for a missing value."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
-    return f"{100 * x:.1f}%"
+    return f"{100 * x + 0.0:.1f}%".replace("-0.0%", "0.0%")  # no "-0.0%" for a tiny negative
 
 
 def mean_std(mean: float, std: float) -> str:
