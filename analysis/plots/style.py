@@ -8,6 +8,7 @@ import textwrap
 import zlib
 from pathlib import Path
 
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -117,5 +118,6 @@ def save(fig: Figure, out: Path, name: str) -> list[Path]:
     """``<name>.png`` (at ``DPI``) and ``<name>.svg``."""
     paths = [out / f"{name}.png", out / f"{name}.svg"]
     fig.savefig(paths[0], dpi=DPI)
-    fig.savefig(paths[1])
+    with rc_context({"svg.hashsalt": "freezeout"}):  # fixed ids, no date: same runs, same file
+        fig.savefig(paths[1], metadata={"Date": None})
     return paths
