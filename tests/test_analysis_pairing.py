@@ -140,6 +140,8 @@ def test_peer_strategy_is_its_own_method_paired_with_the_baseline(tmp_path):
                                                    "autofreeze", "autofreeze"]
     runs = by_dir(result["runs"])
     assert runs["lf1"]["baseline_dir"] == "none1" and runs["afc"]["baseline_dir"] == "none0"
+    assert math.isnan(runs["af"]["t_0"]) and pd.isna(runs["af"]["scale_lr"])  # meant nothing
+    assert json.loads(runs["lf0"]["freeze_iterations"]) == [8, None]
     assert "| layer_freezing | layer_freezing (freeze_start=0.5, freeze_level=1) |" in result["markdown"]
 
 
