@@ -27,6 +27,7 @@ from .style import (family_labels, figure, legend_outside, marker_kw, note, ok, 
 PAPER_SPEEDUP, PAPER_ERROR = 20.0, 3.0  # percent: "speedup below 20% within 3% relative error"
 PAPER_LABEL = "paper's claim (Brock et al. 2017):\nspeedup ≤ 20%, relative error ≤ 3%"
 PAPER_FACE = "#E8E8E8"
+CLIPPED = "mean off the axis: at the edge,\nlabelled (speedup, error)"
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -77,6 +78,9 @@ def _panel(ax, rows: list[dict]):
            ylabel="Relative error vs baseline (%), lower is better")
     ax.grid(alpha=0.25)
     legend, texts = family_labels(rows, method_params)
+    # every point passed to draw_points lies outside the range, so flagged follows out's order
+    flagged = [(x, y, f"{texts[i]}: {t}" if texts[i] else t)
+               for i, (x, y, t) in zip(out, flagged)]
     points = [(x, y) for x, y, keep in zip(xs, ys, inside) if keep]
     colours = [style(r["strategy"])[0] for r, keep in zip(rows, inside) if keep]
 
@@ -87,6 +91,8 @@ def _panel(ax, rows: list[dict]):
 
     handles = [Line2D([], [], linestyle="none", label=text, **marker_kw(s, None))
                for s, text in legend.items()]
+    if flagged:
+        handles.append(Line2D([], [], linestyle="none", marker="<", color="#B00000", label=CLIPPED))
     return handles, write_labels
 
 
@@ -113,7 +119,8 @@ def draw_envelope(summary: list[dict]):
         Patch(facecolor=PAPER_FACE, edgecolor="0.6", linestyle="--", label=PAPER_LABEL),
         note(f"points: mean over seeds, bars: ± 1 std\n(n = {n} seeds per point)"),
         note("no Pareto front: the spreads overlap\ntoo much to rank the points")]
-    legend_outside(fig, list(handles.values()) + extra)
+    clipped = [handles.pop(CLIPPED)] if CLIPPED in handles else []  # last in the legend
+    legend_outside(fig, list(handles.values()) + extra + clipped)
     for write_labels in writers:  # last: the legend has taken its room, the axes stay put
         write_labels()
     return fig
