@@ -28,8 +28,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from freezeout.config import register_configs
 from freezeout.errors import ConfigError
-from freezeout.metrics import COMPLETED, FAILED, SUMMARY_FILE, RunSummary
+from freezeout.metrics import COMPLETED, DIVERGED, FAILED, SUMMARY_FILE, RunSummary
 from hydra_plugins.freezeout_launch.placement import apply_job_placement, register_resolvers
+from hydra_plugins.freezeout_launch.status import SweepStatusCallback
 
 log = logging.getLogger("freezeout")
 register_configs()
@@ -38,33 +39,70 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from freezeout import distributed
-    from freezeout.trainer import train  # after Hydra has parsed the command line: fast --help
+    from freezeout import distributed, runranks  # after Hydra has parsed the command line: fast --help
+    from freezeout.interrupt import Interrupted
+    from freezeout.runlock import RunLocked
+    from freezeout.trainer import train
 
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    runranks.quiet_other_ranks()  # several processes: rank 0 alone logs to run.log and the console
+    if in_sweep:  # jobs that run side by side write into one console: each line names its job
+        prefix_log_lines(f"job {hydra_cfg.job.num}")
+    log.info("run directory: %s", run_dir)
     try:
         apply_job_placement(cfg, hydra_cfg)  # GPU and CPU threads, when jobs run side by side
         distributed.setup()  # a job of several tasks (slurm_ddp): one process group for them
-        distributed.quiet_other_ranks()
         summary = train(cfg)
     except ConfigError as e:
-        if not in_sweep:  # every process finds the same bad setting: rank 0 alone says so
-            _exit(f"error: {e}" if distributed.is_main() else None, 2)
-        _record_failure(Path(hydra_cfg.runtime.output_dir), cfg, e)
+        if not in_sweep:
+            _exit(f"error: {e}", 2)
+        _record_failure(run_dir, cfg, e)
         return math.nan
+    except RunLocked as e:  # another launch trains it: leave it alone
+        if not in_sweep:
+            _exit(f"error: {e}", 3)
+        log.warning("skipped: %s", e)
+        return math.nan
+    except Interrupted as e:  # the checkpoint is saved: say how to go on, stop (a sweep too)
+        again = "re-launch the same sweep with the same hydra.sweep.dir" if in_sweep else \
+            f"run the same command with hydra.run.dir={run_dir}"
+        _exit(f"{e}: {run_dir} is saved; to resume, {again}", 130 if e.signame == "SIGINT" else 143)
     except Exception as e:
         if cfg.debug:
             raise
-        if not in_sweep:
+        if not in_sweep:  # may be this process's own failure: every process says it, with its rank
             where = f" (rank {distributed.rank()})" if distributed.active() else ""
-            _exit(f"error: run failed{where}: {type(e).__name__}: {e} (debug=true shows the traceback)", 1)
-        _record_failure(Path(hydra_cfg.runtime.output_dir), cfg, e)
+            _exit(f"error: run failed{where}: {type(e).__name__}: {e} (debug=true shows the traceback)", 1, True)
+        _record_failure(run_dir, cfg, e)
         return math.nan
     finally:
         distributed.shutdown()
+    if summary.status == DIVERGED and not in_sweep:
+        _exit(f"error: the run diverged: {summary.error} (see {run_dir / SUMMARY_FILE})", 1)
     err = summary.final_val_err
     return math.nan if err is None or summary.status != COMPLETED else err
+
+
+class _JobPrefix(logging.Filter):
+    """Starts every line of the harness's log with the name of the job it belongs to."""
+
+    job = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = f"[{self.job}] {record.msg}"
+        return True
+
+
+_JOB_PREFIX = _JobPrefix()
+
+
+def prefix_log_lines(name: str) -> None:
+    """From now on, the harness's log lines (console and run.log) start with ``[name]``."""
+    _JOB_PREFIX.job = name
+    if _JOB_PREFIX not in log.filters:  # once per process: a launcher may run many jobs in one
+        log.addFilter(_JOB_PREFIX)
 
 
 def _record_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:
@@ -79,8 +117,14 @@ def _record_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:
                config=OmegaConf.to_container(cfg, resolve=False)).write(run_dir / SUMMARY_FILE)
 
 
-def _exit(message: str | None, code: int) -> None:
-    if message:
+def _exit(message: str, code: int, every_rank: bool = False) -> None:
+    """One line, on the console and in run.log (through the log), then exit with ``code``. With
+    several processes, which all meet the same end, rank 0 alone says it (unless ``every_rank``)."""
+    if not every_rank and os.environ.get("RANK", "0") != "0":
+        sys.exit(code)
+    if logging.getLogger().handlers:
+        log.error("%s", message)
+    else:  # logging switched off (hydra/job_logging=disabled): the console still hears of it
         print(message, file=sys.stderr)
     sys.exit(code)
 
@@ -93,7 +137,7 @@ def _join_torchrun(launch_id: str) -> str:
 
     if {"-m", "--multirun"} & set(sys.argv[1:]):
         _exit("error: a sweep (-m) cannot run under torchrun; run each job on several processes with "
-              "-m hydra/launcher=slurm_ddp, or launch torchrun once per run" if os.environ["RANK"] == "0" else None, 2)
+              "-m hydra/launcher=slurm_ddp, or launch torchrun once per run", 2)
     distributed.setup()
     if not distributed.is_main():
         sys.argv.append("hydra.output_subdir=null")  # .hydra/ is written once, by rank 0
@@ -114,3 +158,5 @@ if __name__ == "__main__":
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ["FREEZEOUT_ROOT"],
                                                              os.environ.get("PYTHONPATH")]))
     main()
+    if SweepStatusCallback.problems:  # a sweep in which runs failed or diverged: say so, to scripts too
+        sys.exit(1)

@@ -88,10 +88,12 @@ class GradSync:
         return mean
 
     def state_dict(self) -> dict:
-        return {"bytes_per_step": dict(self.bytes_per_step)}
+        """The counts so far, the current epoch's included (a checkpoint may stop an epoch midway)."""
+        return {"bytes_per_step": dict(self.bytes_per_step), "epoch": [self._epoch_bytes, self._epoch_steps]}
 
     def load_state_dict(self, state: dict) -> None:
         self.bytes_per_step.update({int(k): v for k, v in state["bytes_per_step"].items()})
+        self._epoch_bytes, self._epoch_steps = state.get("epoch", (0, 0))
 
 
 def _buffers(group) -> list[torch.Tensor]:

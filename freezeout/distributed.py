@@ -1,7 +1,8 @@
-"""One run on several processes: the process group, rank helpers, per-process seeds and data shards,
-the checks a distributed run needs, and every process's RNG state in the one checkpoint. Built on
-PyTorch's own engine (torch.distributed, DDP); the DDP wrapper's life as groups freeze is in
-:mod:`freezeout.ddp`. Everything here is a no-op in a single process.
+"""Several processes training one run: the process group, ranks, and the collectives the harness
+uses (objects, a lock held by rank 0, a stop request all act on, the mean loss), on PyTorch's own
+engine (torch.distributed). What a run does with them is in :mod:`freezeout.runranks`; the DDP
+wrapper's life as groups freeze in :mod:`freezeout.ddp`. Everything here is a no-op in a single
+process.
 
 Who starts the processes:
 - ``torchrun`` sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT;
@@ -15,23 +16,15 @@ GPU ``LOCAL_RANK`` (modulo the GPUs it sees, for clusters that give each task on
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import socket
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import ConfigError
-
-#: Test hook: when set to a directory, every process saves its model's state_dict there at each
-#: epoch end (``rank{r}-epoch{e}.pt``), so a test can compare the processes' weights.
-DEBUG_STATES_ENV = "FREEZEOUT_DEBUG_RANK_STATES"
 
 
 # --- the process group --------------------------------------------------------------------------
@@ -45,7 +38,7 @@ def submitit_rendezvous(job: Any) -> dict[str, str]:
             "MASTER_ADDR": str(job.hostnames[0]), "MASTER_PORT": str(20000 + int(digits) % 20000)}
 
 
-def _launch_env() -> dict[str, str] | None:
+def launch_env() -> dict[str, str] | None:
     """The rendezvous of this process's launch, or None when it is the only process."""
     if os.environ.get("SUBMITIT_EXECUTOR"):  # a submitit task: its JobEnvironment says how many
         import submitit
@@ -63,7 +56,7 @@ def setup() -> None:
     Idempotent; a no-op for a single process."""
     if dist.is_initialized():
         return
-    env = _launch_env()
+    env = launch_env()
     if env is None:
         return
     os.environ.update(env)  # torchrun's names: read by env:// below and by anything after
@@ -167,97 +160,60 @@ def average(t: torch.Tensor) -> torch.Tensor:
     return t / world_size()
 
 
-# --- what a distributed run needs ----------------------------------------------------------------
+@contextlib.contextmanager
+def on_main_only(enter: Callable[[], Any]) -> Iterator[None]:
+    """Rank 0 holds the context ``enter()`` returns (e.g. the run directory's lock) for the block;
+    the others hold nothing, but raise rank 0's error when it could not enter."""
+    if not active():
+        with enter():
+            yield
+        return
+    with contextlib.ExitStack() as stack:
+        if is_main():
+            try:
+                stack.enter_context(enter())
+            except Exception as e:
+                broadcast(e)
+                raise
+        error = broadcast(None)
+        if error is not None:
+            raise error
+        yield
+
+
+class SharedStop:
+    """A stop request (SIGINT, SIGTERM) that every process acts on at the same step: calling it
+    answers the decision the processes last took together; :func:`agree_stop` takes a new one,
+    true as soon as any process was asked to stop."""
+
+    def __init__(self, local: Callable[[], bool]):
+        self.local, self.stopped = local, False
+
+    def __call__(self) -> bool:
+        return self.stopped
+
+    @property
+    def signame(self) -> str:
+        return getattr(self.local, "signame", None) or "a stop request to another process"
+
+
+def shared_stop(local: Callable[[], bool]) -> Callable[[], bool]:
+    """``local`` (a :class:`~freezeout.interrupt.StopRequest`) as all processes' common decision."""
+    return SharedStop(local) if active() else local
+
+
+def agree_stop(stop: Callable[[], bool] | None) -> None:
+    """Where every process stands at the same iteration (the loop's log points): decide together
+    whether a :class:`SharedStop` stops them all (one all-reduce of a flag); else nothing."""
+    if isinstance(stop, SharedStop) and not stop.stopped:
+        flag = torch.tensor([1.0 if stop.local() else 0.0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        stop.stopped = bool(flag.item())
+
 
 def shard() -> tuple[int, int]:
     """``(rank, world_size)``: this process takes slice ``rank`` of ``world_size`` of every batch."""
     return rank(), world_size()
-
-
-def seed_rank(seed: int) -> None:
-    """Give each process its own stream of torch's global RNG (dropout), derived from
-    ``(seed, rank)``. Call after the model is built: initial weights (seeded with ``seed``) and the
-    data generator (``seed`` on every process: one shuffle, one augmentation draw per global batch)
-    are shared. A single process keeps its stream, so single-process runs are unchanged."""
-    if active():
-        torch.manual_seed(int(np.random.SeedSequence([seed, rank()]).generate_state(1)[0]))
-
-
-def check_config(cfg: Any, device: torch.device) -> torch.device:
-    """Refuse what a run on this many processes cannot do, before anything is loaded or written;
-    returns this process's device (its own GPU on CUDA)."""
-    n = world_size()
-    if n == 1:
-        return device
-    if cfg.batch_size % n:
-        near = n * max(1, (cfg.batch_size + n // 2) // n)
-        raise ConfigError(f"batch_size={cfg.batch_size} is not divisible by the {n} processes of this run "
-                          f"(each takes batch_size / {n} images of every step); use a multiple of {n}, "
-                          f"e.g. batch_size={near}")
-    if device.type == "cuda":
-        if device.index is not None:
-            raise ConfigError(f"device={cfg.device} puts all {n} processes on one GPU; use device=cuda or "
-                              "device=auto: each process takes GPU LOCAL_RANK")
-        device = torch.device("cuda", torch.cuda.current_device())
-    if cfg.sync_bn and device.type != "cuda":
-        raise ConfigError("sync_bn=true needs CUDA devices (torch.nn.SyncBatchNorm synchronises on GPUs "
-                          "only); on the CPU use sync_bn=false: per-process batch statistics")
-    return device
-
-
-def check_resume(checkpoint: dict | None, run_dir: Path) -> None:
-    """A checkpoint resumes on the world size it was written on, or not at all."""
-    if checkpoint is None:
-        return
-    saved, n = checkpoint.get("world_size", 1), world_size()
-    if saved != n:
-        raise ConfigError(f"{run_dir} holds a run trained on {saved} process(es); resume it on {saved} "
-                          f"(this launch has {n}): its data shards, per-process RNG states and "
-                          "BatchNorm statistics depend on the number of processes")
-
-
-def prepare_model(model: nn.Module, sync_bn: bool) -> nn.Module:
-    """With several processes and ``sync_bn``: SyncBatchNorm, batch statistics over all processes
-    (a frozen group's norm layers are in eval mode and use their fixed running statistics)."""
-    if active() and sync_bn:
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return model
-
-
-def end_epoch(model: nn.Module, epoch: int) -> None:
-    """Make every process's model rank 0's: the weights are equal already (same all-reduced
-    gradients), the running statistics of trainable BatchNorm layers moved on each process's own
-    shard. Evaluation, the checkpoint and the next epoch then see one model."""
-    if active():
-        for b in model.buffers():
-            dist.broadcast(b, src=0)
-    debug = os.environ.get(DEBUG_STATES_ENV)
-    if debug:
-        torch.save(model.state_dict(), Path(debug) / f"rank{rank()}-epoch{epoch}.pt")
-
-
-def rng_entries(state: dict) -> dict:
-    """The checkpoint's RNG entries (a collective: every process calls it): ``rng``, this process's
-    state as before; with several processes ``rng_ranks``, every process's state in rank order,
-    gathered to rank 0, which alone writes the checkpoint; and the ``world_size``."""
-    states = gather(state)
-    return {"rng": state, "world_size": world_size(), **({"rng_ranks": states} if active() else {})}
-
-
-def own_rng(checkpoint: dict) -> dict:
-    """This process's RNG state from a checkpoint written by :func:`rng_entries`."""
-    return checkpoint["rng_ranks"][rank()] if "rng_ranks" in checkpoint else checkpoint["rng"]
-
-
-def quiet_other_ranks() -> None:
-    """On ranks other than 0: no log file (rank 0 writes run.log) and warnings only on the console."""
-    if is_main():
-        return
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
-        root.removeHandler(handler)
-        handler.close()
-    logging.getLogger("freezeout").setLevel(logging.WARNING)
 
 
 # --- local processes, as torchrun starts them (the benchmark) -----------------------------------

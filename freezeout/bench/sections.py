@@ -34,7 +34,8 @@ def realisation(s, overrides: list[str], workdir: Path) -> dict:
     say(f"realisation: train() runs, {s.repeats} round(s) of {' '.join(labels)}")
     for r in range(s.repeats):
         for label, t in zip(labels, [None, *s.t0]):
-            extra = ["strategy=none"] if t is None else [f"strategy={s.strategy}", f"t_0={t}", "predict_time=true"]
+            extra = ["strategy=none"] if t is None else [f"strategy={s.strategy}", f"t_0={t}", "predict_time=true",
+                                                          "predict_time_share=1.0"]  # always measured here
             summary = train(compose_run(overrides, *extra), workdir / f"round{r}-{label}")
             if summary.status != "completed":
                 raise RuntimeError(f"{label} run {summary.status}: {summary.error}")
@@ -69,8 +70,7 @@ class EngineRunner:
 
     def __init__(self, model, cfg, device, batches, k: int):
         self.model, self.batches, self.log_every = model, batches, cfg.log_every
-        self.controller = held_controller(model.layer_groups(), optimizer_factory(cfg.optimizer), k,
-                                          cfg.optimizer.lr)
+        self.controller = held_controller(model.layer_groups(), optimizer_factory(cfg.optimizer), k, cfg.optimizer.lr)
         self.step = TrainStep(model, self.controller.optimizer, cfg.precision, device, channels_last=cfg.channels_last)
 
     def __call__(self, n: int):

@@ -53,14 +53,20 @@ def batch_stream(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, a
     for :func:`train_batches`."""
     generator = torch.Generator(device=x.device).manual_seed(seed)
     while True:
-        yield from train_batches(x, y, batch_size, generator, augment, fill, shard)
+        yield from train_batches(x, y, batch_size, generator, augment, fill, shard=shard)
+
+
+def epoch_permutation(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """The order of one epoch's ``n`` training images, drawn from the run's data generator."""
+    return torch.randperm(n, device=device, generator=generator)
 
 
 def train_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
-                  augment: bool, fill: Fill = 0.0,
+                  augment: bool, fill: Fill = 0.0, perm: torch.Tensor | None = None, start: int = 0,
                   shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of shuffled batches, drawn and augmented on the device; ``fill``: the padding
-    value of the augmentation (``spec.black`` pads black, as the paper).
+    value of the augmentation (``spec.black`` pads black, as the paper). ``perm`` (default: a new
+    :func:`epoch_permutation`) and ``start`` (the first batch) resume an epoch where it stopped.
 
     ``shard=(rank, world_size)``: each global batch of ``batch_size`` images, and its augmentation,
     is drawn from ``generator`` exactly as in one process (every process holds the same generator);
@@ -70,8 +76,9 @@ def train_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: 
     fill = torch.as_tensor(fill, dtype=x.dtype).to(x.device)
     rank, world = shard
     part = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
-    perm = torch.randperm(len(x), device=x.device, generator=generator)
-    for i in range(iterations_per_epoch(len(x), batch_size)):
+    if perm is None:
+        perm = epoch_permutation(len(x), generator, x.device)
+    for i in range(start, iterations_per_epoch(len(x), batch_size)):
         idx = perm[i * batch_size:(i + 1) * batch_size]
         if augment:
             draws = augment_draws(batch_size, generator, x.device)  # the whole global batch's

@@ -1,0 +1,159 @@
+"""The epochs of a run: each one's batches through the engine's inner loop, then evaluation, a
+metrics line, a checkpoint and the summary as it stands. A stop request (SIGINT, SIGTERM) ends
+the loop at a step boundary with a checkpoint of the epoch so far, from which a resumed run
+goes on exactly as if it had never stopped.
+
+On several processes every process runs these epochs on its shard of each batch; at each epoch
+end every process takes rank 0's model, rank 0 alone evaluates and writes the files, and the one
+checkpoint holds every process's random states (:mod:`freezeout.runranks`)."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import OmegaConf
+
+from . import distributed, runranks
+from .checkpoint import CHECKPOINT_FILE, restore_rng_state, rng_state, save_checkpoint
+from .data import Splits, epoch_permutation, train_batches
+from .devices import peak_memory_mb
+from .engine import TrainStep, evaluate, run_iterations
+from .freezer import FreezeOut
+from .interrupt import Interrupted
+from .metrics import METRICS_FILE, SUMMARY_FILE, RunSummary, append_metrics
+from .progress import Progress
+
+log = logging.getLogger("freezeout")
+
+
+@dataclass
+class LoopState:
+    """Where training stands: the last completed epoch and its totals (saved in every checkpoint),
+    and ``iteration``, which runs ahead of the epoch when one was stopped midway."""
+
+    epoch: int = 0
+    iteration: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    best_val_err: float | None = None
+
+
+@dataclass
+class PartialEpoch:
+    """An epoch stopped midway: its order of images, its running loss and its seconds so far."""
+
+    perm: torch.Tensor
+    loss_sum: torch.Tensor
+    seen: int
+    seconds: float
+
+
+def train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainStep, generator: torch.Generator,
+                 state: LoopState, summary: RunSummary, run_dir: Path, ipe: int, on_epoch: Callable[[RunSummary], None],
+                 stop: Callable[[], bool], partial: PartialEpoch | None = None) -> None:
+    """Epochs until the schedule's iterations are done. ``on_epoch(summary)`` brings the summary
+    up to date and writes it after each epoch. Raises :class:`~freezeout.interrupt.Interrupted`
+    after a stop request, with a checkpoint of the epoch so far."""
+    total = controller.schedule.total_iters
+    epochs, n = math.ceil(total / ipe), len(controller.groups)
+    main = distributed.is_main()
+    progress = Progress(total, state.iteration, cfg.progress and main, f"{cfg.strategy.name} t_0={cfg.t_0}",
+                        cfg.batch_size)
+
+    def on_log(j: int, loss: float) -> None:
+        progress.update(j, loss=loss, frozen=f"{controller.num_frozen}/{n}", val_err=state.best_val_err)
+
+    try:
+        for epoch in range(state.epoch + 1, epochs + 1):
+            model.train()
+            if step.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(step.device)
+            images = data.train_x if step.cache is None else step.cache  # the store looks like the images
+            start_at = state.iteration - (epoch - 1) * ipe  # > 0: a stopped epoch goes on where it was
+            if partial is None:
+                partial = PartialEpoch(epoch_permutation(len(images), generator, images.device), None, 0, 0.0)
+            batches = train_batches(images, data.train_y, cfg.batch_size, generator, cfg.data.augment,
+                                    data.spec.black, perm=partial.perm, start=start_at, shard=distributed.shard())
+            result = run_iterations(step, controller, batches, state.iteration, min(total, epoch * ipe),
+                                    cfg.log_every, on_log, stop, partial.loss_sum, partial.seen)
+            seconds = partial.seconds + result.seconds
+            if stop() and result.iteration < min(total, epoch * ipe):
+                state.iteration = result.iteration
+                if cfg.checkpoint:  # the epoch so far, so that a resumed run goes on exactly
+                    save(run_dir, cfg, model, controller, step, generator, state,
+                         PartialEpoch(partial.perm, result.loss_sum, result.seen, seconds))
+                state.train_seconds += seconds  # for the summary; the checkpoint holds the epoch apart
+                raise Interrupted(getattr(stop, "signame", None) or "a stop request", result.iteration, total)
+            partial = None
+            runranks.end_epoch(model, epoch)  # one model on every process: rank 0's
+            (val_loss, val_err), eval_seconds = distributed.on_main(
+                lambda: _timed(evaluate, model, data.val_x, data.val_y, cfg.precision))
+            state.epoch, state.iteration = epoch, result.iteration
+            state.train_seconds += seconds
+            state.eval_seconds += eval_seconds
+            state.best_val_err = val_err if state.best_val_err is None else min(state.best_val_err, val_err)
+            record = {"epoch": epoch, "iteration": result.iteration, "train_loss": result.loss,
+                      "val_loss": val_loss, "val_err": val_err, "frozen_groups": controller.num_frozen,
+                      "lr": controller.current_lr(), "train_seconds": state.train_seconds, "epoch_seconds": seconds,
+                      "eval_seconds": eval_seconds, "peak_memory_mb": peak_memory_mb(step.device)}
+            if step.sync is not None:
+                record["allreduce_bytes_per_step"] = step.sync.take_epoch_bytes_per_step()
+            if main:
+                append_metrics(run_dir / METRICS_FILE, record)
+            summary.final_val_err, summary.final_val_loss = val_err, val_loss
+            if cfg.checkpoint:
+                save(run_dir, cfg, model, controller, step, generator, state)
+            on_epoch(summary)
+            progress.update(result.iteration, loss=result.loss, frozen=f"{controller.num_frozen}/{n}",
+                            val_err=val_err)
+            log.info("epoch %d/%d  loss %.4f  val err %.2f%%  frozen %d/%d  train %.1f s  eval %.1f s",
+                     epoch, epochs, result.loss, 100 * val_err, controller.num_frozen, n, seconds, eval_seconds)
+    finally:
+        progress.close()
+
+
+def save(run_dir: Path, cfg, model, controller: FreezeOut, step: TrainStep, generator: torch.Generator,
+         state: LoopState, partial: PartialEpoch | None = None) -> None:
+    """The checkpoint: model, controller (optimizer included), scaler, every random state, the
+    loop's position (and the stopped epoch's progress, if any) and the resolved config. Every
+    process calls it; rank 0 writes it, with every process's own states (gathered)."""
+    own = {"rng": rng_state(generator), "loss_sum": None if partial is None else partial.loss_sum}
+    ranks = runranks.checkpoint_ranks(own)
+    if distributed.is_main():
+        save_checkpoint(run_dir / CHECKPOINT_FILE, {
+            "model": model.state_dict(), "freezer": controller.state_dict(),
+            "scaler": step.scaler.state_dict() if step.scaler is not None else None,
+            "rng": own["rng"], "loop": dataclasses.asdict(state),
+            "partial_epoch": None if partial is None else dataclasses.asdict(partial),
+            "config": OmegaConf.to_container(cfg, resolve=True), **ranks,
+            "grad_sync": step.sync.state_dict() if step.sync is not None else None,
+        })
+
+
+def restore(checkpoint: dict, model, controller: FreezeOut, step: TrainStep,
+            generator: torch.Generator) -> tuple[LoopState, PartialEpoch | None]:
+    """Load a checkpoint into the run's objects; returns the loop state and a stopped epoch."""
+    model.load_state_dict(checkpoint["model"])
+    controller.load_state_dict(checkpoint["freezer"])
+    if step.scaler is not None and checkpoint.get("scaler"):
+        step.scaler.load_state_dict(checkpoint["scaler"])
+    own = runranks.own_states(checkpoint)  # this process's (rank 0's in a one-process checkpoint)
+    restore_rng_state(own["rng"], generator)
+    if step.sync is not None and checkpoint.get("grad_sync"):
+        step.sync.load_state_dict(checkpoint["grad_sync"])
+    partial = checkpoint.get("partial_epoch")
+    if partial is not None:
+        partial = PartialEpoch(**{**partial, "loss_sum": own["loss_sum"]})
+    return LoopState(**checkpoint["loop"]), partial
+
+
+def _timed(fn, *args):
+    """``(fn(*args), seconds it took)``."""
+    start = time.perf_counter()
+    return fn(*args), time.perf_counter() - start
