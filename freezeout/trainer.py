@@ -133,7 +133,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop: StopReque
         write(summary)
     log.info("%s: val err %.2f%% in %.1f s of training (predicted speedup %.1f%%)", summary.status,
              100 * (summary.final_val_err or math.nan), summary.train_seconds,
-             100 * (summary.predicted_speedup["flops"] or math.nan))
+             100 * (math.nan if summary.predicted_speedup["flops"] is None else summary.predicted_speedup["flops"]))
     return summary
 
 

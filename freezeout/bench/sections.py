@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ..devices import autocast_dtype, synchronize
 from ..engine import TrainStep, run_iterations
+from ..errors import ConfigError
 from ..optim import optimizer_factory
 from ..predict import held_controller
 from .settings import compose_run, pct, say
@@ -38,6 +39,9 @@ def realisation(s, overrides: list[str], workdir: Path) -> dict:
             summary = train(compose_run(overrides, *extra), workdir / f"round{r}-{label}")
             if summary.status != "completed":
                 raise RuntimeError(f"{label} run {summary.status}: {summary.error}")
+            if t is not None and summary.predicted_speedup["time"] is None:
+                raise ConfigError(f"the {label} run is too short for its time model ({summary.iterations} "
+                                  "iterations): raise epochs or data.subset")
             runs.append({"round": r, "label": label, "t_0": t, "train_seconds": summary.train_seconds,
                          "iterations": summary.iterations_done, "final_val_err": summary.final_val_err,
                          "frozen_groups": summary.frozen_groups, "predicted": summary.predicted_speedup,
@@ -117,18 +121,15 @@ def alternate(a, b, s, device) -> dict:
 def step_costs(model0, stream, cfg, device, s) -> dict:
     """Overhead (trainer's loop with strategy none vs a bare loop) and the frozen-prefix cost (all
     but the head frozen vs a forward pass alone), same initial weights and batches."""
-    n = len(model0.layer_groups())
-    r = alternate(EngineRunner(copy.deepcopy(model0), cfg, device, stream(), 0),
-                  _bare_runner(copy.deepcopy(model0), cfg, device, stream()), s, device)
-    overhead = {**r, "target": OVERHEAD_TARGET, "pass": r["ratio"] <= OVERHEAD_TARGET}
-    say(f"overhead: trainer loop / bare loop step time {r['ratio']:.3f} (target <= {OVERHEAD_TARGET}: "
-        f"{'PASS' if overhead['pass'] else 'FAIL'})")
-    r = alternate(EngineRunner(copy.deepcopy(model0), cfg, device, stream(), n - 1),
-                  _bare_runner(copy.deepcopy(model0), cfg, device, stream(), backward=False), s, device)
-    prefix = {**r, "frozen_groups": n - 1, "target": FROZEN_PREFIX_TARGET, "pass": r["ratio"] <= FROZEN_PREFIX_TARGET}
-    say(f"frozen prefix: step with {n - 1}/{n} groups frozen / forward alone {r['ratio']:.3f} (target <= "
-        f"{FROZEN_PREFIX_TARGET}: {'PASS' if prefix['pass'] else 'FAIL'})")
-    return {"overhead": overhead, "frozen_prefix": prefix}
+    n, out = len(model0.layer_groups()), {}
+    for name, k, backward, target, what in (
+            ("overhead", 0, True, OVERHEAD_TARGET, "trainer loop / bare loop step time"),
+            ("frozen_prefix", n - 1, False, FROZEN_PREFIX_TARGET, f"step with {n - 1}/{n} groups frozen / forward")):
+        r = alternate(EngineRunner(copy.deepcopy(model0), cfg, device, stream(), k),
+                      _bare_runner(copy.deepcopy(model0), cfg, device, stream(), backward), s, device)
+        out[name] = {**r, "frozen_groups": k, "target": target, "pass": r["ratio"] <= target}
+        say(f"{name}: {what} {r['ratio']:.3f} (target <= {target}: {'PASS' if out[name]['pass'] else 'FAIL'})")
+    return out
 
 
 def _mib(tensors) -> float:
