@@ -14,6 +14,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .data import check_sizes, dataset_spec
 from .errors import ConfigError
+from .loggers import check_loggers, override_keys
 from .models import build_model, list_models, model_hparams
 from .optim import check_optimizer
 from .runkeys import NON_SEMANTIC_KEYS
@@ -129,6 +130,9 @@ class Config:
     checkpoint: bool = True  # save a checkpoint after every epoch, for resume
     progress: bool = True  # show a progress bar
     debug: bool = False  # show full tracebacks instead of one-line errors
+    # The enabled trackers, each added by its option of the logger group (conf/logger/, one file per logger
+    # with its settings): logger=[tensorboard,mlflow,csv]. Read by freezeout/loggers.py.
+    logger: Dict[str, Any] = field(default_factory=dict)
 
 
 def register_configs() -> None:
@@ -136,7 +140,8 @@ def register_configs() -> None:
     and the ``freezeout.non_semantic_keys`` resolver that conf/config.yaml names its run
     directories with. Call it before composing a config."""
     if not OmegaConf.has_resolver("freezeout.non_semantic_keys"):
-        OmegaConf.register_new_resolver("freezeout.non_semantic_keys", lambda: list(NON_SEMANTIC_KEYS))
+        # Hydra's exclude_keys match whole override keys: logger.mlflow.tracking_uri=... too
+        OmegaConf.register_new_resolver("freezeout.non_semantic_keys", lambda: [*NON_SEMANTIC_KEYS, *override_keys()])
     cs = ConfigStore.instance()
     cs.store(name="freezeout_schema", node=Config)
     # In a group of their own, so that `model=` lists only the real choices.
@@ -188,6 +193,7 @@ def validate(cfg: DictConfig) -> torch.device:
     need(cfg.batch_size >= 1, f"batch_size={cfg.batch_size}; need an integer >= 1")
     check_optimizer(cfg.optimizer)
     need(cfg.log_every >= 1, f"log_every={cfg.log_every}; need an integer >= 1")
+    check_loggers(cfg.get("logger"))
     need(cfg.precision in PRECISIONS, f"precision={cfg.precision!r}; allowed: {', '.join(PRECISIONS)}")
     need(cfg.model.name in list_models(),
          f"model={cfg.model.name!r} is unknown; allowed: {', '.join(list_models())}")

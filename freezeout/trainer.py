@@ -25,6 +25,7 @@ from .devices import peak_memory_mb
 from .cache import FrozenPrefixCache
 from .engine import Diverged, TrainStep, evaluate, run_iterations
 from .freezer import FreezeOut, make_controller
+from .loggers import Loggers, open_loggers
 from .metrics import (COMPLETED, DIVERGED, FAILED, FINAL_STATUSES, METRICS_FILE, RUNNING, SUMMARY_FILE,
                       RunSummary, append_metrics, read_metrics, rewrite_metrics)
 from .models import build_model
@@ -113,8 +114,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
     _update(summary, state, controller)
     summary.write(run_dir / SUMMARY_FILE)
 
+    loggers = open_loggers(cfg, run_dir, state.iteration, summary)  # trackers (freezeout/loggers.py)
     try:
-        _train_epochs(cfg, model, data, controller, step, generator, state, summary, run_dir, ipe)
+        _train_epochs(cfg, model, data, controller, step, generator, state, summary, run_dir, ipe, loggers)
         if cfg.strategy.name in ADAPTIVE:  # its schedule is known now: predict from what happened
             times = realised_times(controller.frozen_at, controller.schedule.total_iters)
             summary.layer_times = times
@@ -134,6 +136,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
         summary.finished_at = _now()
         _update(summary, state, controller)
         summary.write(run_dir / SUMMARY_FILE)
+        loggers.log_summary(summary)
+        loggers.close()
     log.info("%s: val err %.2f%% in %.1f s of training (predicted speedup %.1f%%)", summary.status,
              100 * (summary.final_val_err or math.nan), summary.train_seconds,
              100 * (summary.predicted_speedup["flops"] or math.nan))
@@ -141,7 +145,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
 
 
 def _train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainStep, generator, state: LoopState,
-                  summary: RunSummary, run_dir: Path, ipe: int) -> None:
+                  summary: RunSummary, run_dir: Path, ipe: int, loggers: Loggers) -> None:
     """Epochs until the schedule's iterations are done; after each: evaluation, a metrics line,
     a checkpoint and the summary as it stands."""
     total = controller.schedule.total_iters
@@ -150,6 +154,7 @@ def _train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainSt
 
     def on_log(j: int, loss: float) -> None:
         progress.update(j, loss=loss, frozen=f"{controller.num_frozen}/{n}", val_err=state.best_val_err)
+        loggers.log_step(j, loss, controller.current_lr(), controller.num_frozen)
 
     try:
         for epoch in range(state.epoch + 1, epochs + 1):
@@ -168,12 +173,13 @@ def _train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainSt
             state.train_seconds += result.seconds
             state.eval_seconds += eval_seconds
             state.best_val_err = val_err if state.best_val_err is None else min(state.best_val_err, val_err)
-            append_metrics(run_dir / METRICS_FILE, {
+            record = {
                 "epoch": epoch, "iteration": result.iteration, "train_loss": result.loss, "val_loss": val_loss,
                 "val_err": val_err, "frozen_groups": controller.num_frozen, "lr": controller.current_lr(),
                 "train_seconds": state.train_seconds, "epoch_seconds": result.seconds,
                 "eval_seconds": eval_seconds, "peak_memory_mb": peak_memory_mb(step.device),
-            })
+            }
+            append_metrics(run_dir / METRICS_FILE, record)
             summary.final_val_err, summary.final_val_loss = val_err, val_loss
             if cfg.checkpoint:
                 save_checkpoint(run_dir / CHECKPOINT_FILE, {
@@ -184,6 +190,7 @@ def _train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainSt
                 })
             _update(summary, state, controller)
             summary.write(run_dir / SUMMARY_FILE)
+            loggers.log_epoch(record)  # after evaluation and checkpoint: they are not images/s
             progress.update(result.iteration, loss=result.loss, frozen=f"{controller.num_frozen}/{n}",
                             val_err=val_err)
             log.info("epoch %d/%d  loss %.4f  val err %.2f%%  frozen %d/%d  train %.1f s  eval %.1f s",
