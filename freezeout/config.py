@@ -178,10 +178,12 @@ def model_kwargs(cfg: DictConfig) -> dict:
     return {k: v for k, v in cfg.model.items() if k != "name"}
 
 
-def validate(cfg: DictConfig) -> torch.device:
+def validate(cfg: DictConfig, check_device: bool = True) -> torch.device | None:
     """Check every setting before anything is loaded or written; returns the resolved device.
 
     Raises :class:`ConfigError` with a message naming the key, the bad value and what is allowed.
+    ``check_device=False`` (the sweep plan, reading another machine's step times) skips the
+    device and returns None.
     """
     def need(ok: bool, message: str) -> None:
         if not ok:
@@ -204,8 +206,8 @@ def validate(cfg: DictConfig) -> torch.device:
     n_train = check_sizes(cfg.data, spec, with_test=cfg.eval_test)
     need(cfg.batch_size <= n_train,
          f"batch_size={cfg.batch_size} is larger than the {n_train} training images")
-    device = resolve_device(cfg.device)
-    need(not (cfg.precision == "fp16" and device.type != "cuda"),
+    device = resolve_device(cfg.device) if check_device else None
+    need(not (device is not None and cfg.precision == "fp16" and device.type != "cuda"),
          f"precision=fp16 needs a CUDA device (device={device}); use bf16 or fp32 on the CPU")
     try:  # building on the meta device checks the architecture's hyperparameters at no cost
         with torch.device("meta"):
