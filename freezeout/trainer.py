@@ -105,6 +105,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
         restore_rng_state(checkpoint["rng"], generator)
         state = LoopState(**checkpoint["loop"])
         log.info("resuming %s from epoch %d (iteration %d)", run_dir, state.epoch, state.iteration)
+    # Trackers (freezeout/loggers.py), before the summary says running: one that cannot start fails the run here.
+    loggers = open_loggers(cfg, run_dir, state.iteration, summary)
     # Each epoch exactly once: drop records written after the checkpoint we resume from.
     records = [r for r in read_metrics(run_dir / METRICS_FILE) if r["epoch"] <= state.epoch]
     rewrite_metrics(run_dir / METRICS_FILE, records)
@@ -114,7 +116,6 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
     _update(summary, state, controller)
     summary.write(run_dir / SUMMARY_FILE)
 
-    loggers = open_loggers(cfg, run_dir, state.iteration, summary)  # trackers (freezeout/loggers.py)
     try:
         _train_epochs(cfg, model, data, controller, step, generator, state, summary, run_dir, ipe, loggers)
         if cfg.strategy.name in ADAPTIVE:  # its schedule is known now: predict from what happened

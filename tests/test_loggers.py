@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 from conftest import REPO, TINY
 from freezeout.config import register_configs, validate
 from freezeout.errors import ConfigError
-from freezeout.loggers import LOGGERS, MLFLOW_RUN_FILE, Loggers, is_main_process, open_loggers
-from freezeout.metrics import RunSummary, read_metrics
+from freezeout.loggers import LOGGERS, MLFLOW_RUN_FILE, Loggers, is_main_process
+from freezeout.metrics import read_metrics
 from freezeout.runkeys import flatten
 from freezeout.trainer import train
 
@@ -76,11 +76,12 @@ def test_unknown_logger_settings_are_config_errors(fmnist_root):
         validate(tiny(fmnist_root, "logger=csv", "+logger.csv.path=x"))
 
 
-def test_a_tracker_that_cannot_start_stops_the_run_before_training(tmp_path):
-    cfg = OmegaConf.create({"logger": {"mlflow": {"tracking_uri": "nosuchscheme://x"}}})
+def test_a_tracker_that_cannot_start_stops_the_run_before_training(tmp_path, fmnist_root):
+    cfg = tiny(fmnist_root, "logger=[tensorboard,mlflow]", "logger.mlflow.tracking_uri=nosuchscheme://x")
     with pytest.raises(ConfigError, match="^logger=mlflow could not start: ") as e:
-        open_loggers(cfg, tmp_path, 0, RunSummary(batch_size=32, config={}))
+        train(cfg, tmp_path)
     assert "\n" not in str(e.value)
+    assert not (tmp_path / "summary.json").exists()  # no run is left saying it is running
 
 
 def test_tensorboard_scalars_are_the_metrics_at_their_iterations(logged):
