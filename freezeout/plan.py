@@ -56,8 +56,8 @@ class PlanError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m freezeout.plan", usage=USAGE,
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m freezeout.plan", usage=USAGE, description="What a sweep will "
+                                     "run: its jobs, their status in the sweep dir and predicted training time.")
     parser.add_argument("-m", "--multirun", action="store_true", help="accepted and ignored (a plan is of a sweep)")
     parser.add_argument("--step-times", metavar="FILE", help="step times written by --save-step-times: measure nothing")
     parser.add_argument("--save-step-times", metavar="FILE", help="write the step times used to FILE (JSON)")
