@@ -81,7 +81,7 @@ def open_loggers(cfg, run_dir: Path, start: int, summary) -> "Loggers":
             first_line = (str(e).strip().splitlines() or [""])[0]
             raise ConfigError(f"logger={name} could not start: {type(e).__name__}: {first_line}") from None
     loggers = Loggers(backends, summary.batch_size, start)
-    loggers._each("params", {k: v for k, v in flatten(summary.config or {}).items()})
+    loggers._each("params", flatten(summary.config or {}))
     if start == 0:
         loggers._each("scalars", 0, _numbers({f"predicted_speedup/{k}": v
                                                for k, v in summary.predicted_speedup.items()}))
