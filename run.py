@@ -24,8 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from freezeout.config import register_configs
 from freezeout.errors import ConfigError
-from freezeout.metrics import COMPLETED, FAILED, SUMMARY_FILE, RunSummary
+from freezeout.metrics import COMPLETED, DIVERGED, FAILED, SUMMARY_FILE, RunSummary
 from hydra_plugins.freezeout_launch.placement import apply_job_placement, register_resolvers
+from hydra_plugins.freezeout_launch.status import SweepStatusCallback
 
 log = logging.getLogger("freezeout")
 register_configs()
@@ -34,27 +35,64 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from freezeout.trainer import train  # after Hydra has parsed the command line: fast --help
+    from freezeout.interrupt import Interrupted  # after Hydra has parsed the command line: fast --help
+    from freezeout.runlock import RunLocked
+    from freezeout.trainer import train
 
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if in_sweep:  # jobs that run side by side write into one console: each line names its job
+        prefix_log_lines(f"job {hydra_cfg.job.num}")
+    log.info("run directory: %s", run_dir)
     try:
         apply_job_placement(cfg, hydra_cfg)  # GPU and CPU threads, when jobs run side by side
         summary = train(cfg)
     except ConfigError as e:
         if not in_sweep:
             _exit(f"error: {e}", 2)
-        _record_failure(Path(hydra_cfg.runtime.output_dir), cfg, e)
+        _record_failure(run_dir, cfg, e)
         return math.nan
+    except RunLocked as e:  # another launch trains it: leave it alone
+        if not in_sweep:
+            _exit(f"error: {e}", 3)
+        log.warning("skipped: %s", e)
+        return math.nan
+    except Interrupted as e:  # the checkpoint is saved: say how to go on, stop (a sweep too)
+        again = "re-launch the same sweep with the same hydra.sweep.dir" if in_sweep else \
+            f"run the same command with hydra.run.dir={run_dir}"
+        _exit(f"{e}: {run_dir} is saved; to resume, {again}", 130 if e.signame == "SIGINT" else 143)
     except Exception as e:
         if cfg.debug:
             raise
         if not in_sweep:
             _exit(f"error: run failed: {type(e).__name__}: {e} (debug=true shows the traceback)", 1)
-        _record_failure(Path(hydra_cfg.runtime.output_dir), cfg, e)
+        _record_failure(run_dir, cfg, e)
         return math.nan
+    if summary.status == DIVERGED and not in_sweep:
+        _exit(f"error: the run diverged: {summary.error} (see {run_dir / SUMMARY_FILE})", 1)
     err = summary.final_val_err
     return math.nan if err is None or summary.status != COMPLETED else err
+
+
+class _JobPrefix(logging.Filter):
+    """Starts every line of the harness's log with the name of the job it belongs to."""
+
+    job = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = f"[{self.job}] {record.msg}"
+        return True
+
+
+_JOB_PREFIX = _JobPrefix()
+
+
+def prefix_log_lines(name: str) -> None:
+    """From now on, the harness's log lines (console and run.log) start with ``[name]``."""
+    _JOB_PREFIX.job = name
+    if _JOB_PREFIX not in log.filters:  # once per process: a launcher may run many jobs in one
+        log.addFilter(_JOB_PREFIX)
 
 
 def _record_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:
@@ -68,7 +106,11 @@ def _record_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:
 
 
 def _exit(message: str, code: int) -> None:
-    print(message, file=sys.stderr)
+    """One line, on the console and in run.log (through the log), then exit with ``code``."""
+    if logging.getLogger().handlers:
+        log.error("%s", message)
+    else:  # logging switched off (hydra/job_logging=disabled): the console still hears of it
+        print(message, file=sys.stderr)
     sys.exit(code)
 
 
@@ -83,3 +125,5 @@ if __name__ == "__main__":
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ["FREEZEOUT_ROOT"],
                                                              os.environ.get("PYTHONPATH")]))
     main()
+    if SweepStatusCallback.problems:  # a sweep in which runs failed or diverged: say so, to scripts too
+        sys.exit(1)

@@ -3,11 +3,11 @@
 A run directory is any directory holding ``summary.json`` or ``.hydra/config.yaml``. A run killed
 before it wrote ``summary.json`` is kept with status ``incomplete``: no run is ever dropped.
 
-Files are read with ``freezeout.metrics``, which needs no torch: the analysis never loads it.
+Files are read with ``freezeout.metrics`` (``RunSummary``, the one definition of ``summary.json``),
+which needs no torch: the analysis never loads it.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -17,10 +17,13 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from freezeout.metrics import METRICS_FILE, SUMMARY_FILE, read_metrics
+from freezeout.metrics import COMPLETED, METRICS_FILE, RUNNING, SUMMARY_FILE, RunSummary, read_metrics
 
-COMPLETED = "completed"
-INCOMPLETE = "incomplete"
+from .methods import BASELINE, SCHEDULES, cache_frozen, strategy_params
+
+INCOMPLETE = "incomplete"  # no summary.json: killed before it wrote one
+DEFAULT_PRECISION = "fp32"  # the trainer's default, for runs that recorded none
+PREDICTION_KINDS = tuple(RunSummary().predicted_speedup)  # flops, paper, time: as the summary has them
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 _SKIP_DIRS = {"__pycache__", "checkpoints", "node_modules"}
 
@@ -80,10 +83,10 @@ def _name(summary_value: Any, config: dict | None, key: str) -> str | None:
     return None
 
 
-def load_config(run_dir: Path, summary: dict | None) -> dict | None:
-    """The resolved config: ``summary["config"]``, else ``.hydra/config.yaml``, else None."""
-    if isinstance(get(summary, "config"), dict):
-        return summary["config"]
+def load_config(run_dir: Path, summary: RunSummary | None) -> dict | None:
+    """The resolved config: the summary's, else ``.hydra/config.yaml``, else None."""
+    if summary is not None and isinstance(summary.config, dict):
+        return summary.config
     path = run_dir / HYDRA_CONFIG
     if not path.is_file():
         return None
@@ -94,17 +97,15 @@ def load_config(run_dir: Path, summary: dict | None) -> dict | None:
         return OmegaConf.to_container(cfg, resolve=False)
 
 
-def _read_summary(run_dir: Path) -> tuple[dict | None, str | None]:
+def _read_summary(run_dir: Path) -> tuple[RunSummary | None, str | None]:
     """(summary, problem): a missing or unreadable ``summary.json`` gives ``None`` and why."""
     path = run_dir / SUMMARY_FILE
-    if not path.exists():
-        return None, f"no {SUMMARY_FILE} (killed or still running)"
     try:
-        summary = json.loads(path.read_text())
+        summary = RunSummary.read(path)
     except (OSError, ValueError) as e:
         return None, f"{SUMMARY_FILE} unreadable: {e}"
-    if not isinstance(summary, dict):
-        return None, f"{SUMMARY_FILE} is not a JSON object"
+    if summary is None:
+        return None, f"no {SUMMARY_FILE} (killed or still running)"
     return summary, None
 
 
@@ -120,10 +121,31 @@ def read_curve(run_dir: Path) -> tuple[list[dict], str | None]:
     return [r for r in records if isinstance(r, dict)], "; ".join(str(w.message) for w in caught) or None
 
 
+def _either(value: Any, config: dict | None, key: str, default: Any = None) -> Any:
+    """The summary's value, else the config's ``key``, else ``default``."""
+    if value is not None:
+        return value
+    from_config = get(config, key)
+    return default if from_config is None else from_config
+
+
+def _seconds(x: Any) -> float:
+    """Training seconds; 0 (the summary's default before training) means "not recorded"."""
+    x = to_float(x)
+    return x if x > 0 else math.nan
+
+
+def _freeze_iterations(x: Any) -> list | None:
+    """The iteration each group froze at (None: never), or None when not recorded."""
+    if not isinstance(x, list):
+        return None
+    return [int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in x]
+
+
 def load_run(run_dir: Path, root: Path) -> dict:
     """One flat record for ``run_dir``: status, settings, results, and its config (``_config``)."""
     summary, problem = _read_summary(run_dir)
-    s = summary or {}
+    s = summary or RunSummary()  # every field at its default: nothing recorded
     config = None
     try:
         config = load_config(run_dir, summary)
@@ -131,38 +153,47 @@ def load_run(run_dir: Path, root: Path) -> dict:
         problem = "; ".join(filter(None, [problem, f"config unreadable: {e}"]))
     curve, curve_problem = read_curve(run_dir)
 
-    def setting(key: str) -> Any:
-        return s[key] if s.get(key) is not None else get(config, key)
-
-    status = str(s.get("status") or INCOMPLETE) if summary else INCOMPLETE
-    error, notes = s.get("error"), [curve_problem]
+    status = str(s.status or INCOMPLETE) if summary else INCOMPLETE
+    error, notes = s.error, [curve_problem]
     if problem and error is None and status != COMPLETED:
         error = problem
     else:
         notes.append(problem)
-    if status == "running" and error is None:
+    if status == RUNNING and error is None:
         error = "summary.json says running: the run was killed, or is still going"
     rel = run_dir.relative_to(root).as_posix()
-    predicted = s.get("predicted_speedup") if isinstance(s.get("predicted_speedup"), dict) else {}
+    strategy = _name(s.strategy, config, "strategy")
+    # A peer rule (layer_freezing, autofreeze) ignores t_0 and scale_lr, though its config holds
+    # their defaults: leave them blank rather than suggest they shaped the run.
+    schedule_keys = strategy in SCHEDULES or strategy == BASELINE
+    predicted = s.predicted_speedup if isinstance(s.predicted_speedup, dict) else {}
     return {
         "dir": rel,
         "status": status,
-        "strategy": _name(s.get("strategy"), config, "strategy"),
-        "t_0": to_float(setting("t_0")),
-        "scale_lr": setting("scale_lr"),
-        "const_time": setting("const_time"),
-        "seed": setting("seed"),
-        "model": _name(s.get("model"), config, "model"),
-        "data": _name(s.get("data"), config, "data"),
-        "lr": to_float(setting("lr")),
-        "epochs": setting("epochs"),
+        "strategy": strategy,
+        "t_0": to_float(_either(s.t_0, config, "t_0")) if schedule_keys else math.nan,
+        "scale_lr": _either(s.scale_lr, config, "scale_lr") if schedule_keys else None,
+        "const_time": _either(s.const_time, config, "const_time"),
+        "strategy_params": strategy_params(config),
+        "cache_frozen": cache_frozen(config),
+        "seed": _either(s.seed, config, "seed"),
+        "model": _name(s.model, config, "model"),
+        "data": _name(s.data, config, "data"),
+        "lr": to_float(_either(s.lr, config, "lr")),
+        "epochs": _either(s.epochs, config, "epochs"),
         "epochs_done": len(curve),
-        "train_seconds": to_float(s.get("train_seconds")),
-        "final_val_err": to_float(s.get("final_val_err")),
-        "best_val_err": to_float(s.get("best_val_err")),
-        "test_err": to_float(s.get("test_err")),
-        **{f"predicted_speedup_{k}": to_float(predicted.get(k))
-           for k in ("flops", "paper", "time")},
+        "iterations": s.iterations,
+        "num_groups": s.num_groups,
+        "freeze_iterations": _freeze_iterations(s.freeze_iterations),
+        "device": s.device,
+        "precision": str(_either(s.precision, config, "precision", DEFAULT_PRECISION)),
+        "world_size": int(s.world_size) if isinstance(s.world_size, int) else 1,
+        "train_seconds": _seconds(s.train_seconds),
+        "final_val_err": to_float(s.final_val_err),
+        "best_val_err": to_float(s.best_val_err),
+        "test_err": to_float(s.test_err),
+        **{f"predicted_speedup_{k}": to_float(predicted.get(k)) for k in PREDICTION_KINDS},
+        "const_time_prediction": s.const_time_prediction,
         "error": None if error is None else str(error),
         "note": "; ".join(filter(None, notes)),
         "_config": config,

@@ -1,6 +1,7 @@
 """``analyze(path)``: collect, pair, aggregate, write tables and plots, build the report."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,20 +11,35 @@ from .aggregate import add_settings, aggregate
 from .collect import collect_runs
 from .pairing import pair_runs
 from .plots import plot_all
-from .report import markdown_table, not_completed, not_completed_line, text_report, unpaired
+from .report import (markdown_notes, markdown_table, not_completed, not_completed_line, text_report,
+                     unpaired)
 
 RUN_COLUMNS = [
-    "dir", "status", "strategy", "t_0", "scale_lr", "const_time", "seed", "model", "data",
-    "setting", "lr", "epochs", "epochs_done", "train_seconds", "final_val_err", "best_val_err",
-    "test_err", "predicted_speedup_flops", "predicted_speedup_paper", "predicted_speedup_time",
+    "dir", "status", "strategy", "method", "t_0", "scale_lr", "const_time", "cache_frozen",
+    "strategy_params", "seed", "model", "data", "setting", "device", "precision", "world_size",
+    "lr", "epochs", "epochs_done", "iterations", "num_groups", "freeze_iterations",
+    "train_seconds", "final_val_err", "best_val_err", "test_err", "predicted_speedup_flops",
+    "predicted_speedup_paper", "predicted_speedup_time", "const_time_prediction",
     "measured_speedup", "relative_error", "baseline_dir", "baseline_val_err",
-    "duplicate_baselines", "unpaired", "error", "note",
+    "duplicate_baselines", "repeat_of", "unpaired", "error", "note",
 ]
+
+
+def _cell(v: Any) -> Any:
+    """Lists and dicts as JSON text, so the CSV reads back the same way anywhere."""
+    return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
 
 
 def runs_frame(runs: list[dict]) -> pd.DataFrame:
     """One row per run with the public columns (internal ``_`` fields dropped)."""
-    return pd.DataFrame([{c: r.get(c) for c in RUN_COLUMNS} for r in runs], columns=RUN_COLUMNS)
+    return pd.DataFrame([{c: _cell(r.get(c)) for c in RUN_COLUMNS} for r in runs],
+                        columns=RUN_COLUMNS)
+
+
+def summary_frame(summary: list[dict]) -> pd.DataFrame:
+    """One row per group, the public columns only."""
+    return pd.DataFrame([{k: _cell(v) for k, v in row.items() if not k.startswith("_")}
+                         for row in summary])
 
 
 def analyze(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
@@ -42,11 +58,11 @@ def analyze(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
     table = markdown_table(summary)
 
     out.mkdir(parents=True, exist_ok=True)
-    runs_df, summary_df = runs_frame(runs), pd.DataFrame(summary)
+    runs_df, summary_df = runs_frame(runs), summary_frame(summary)
     files = [out / "runs.csv", out / "summary.csv", out / "summary.md"]
     runs_df.to_csv(files[0], index=False)
     summary_df.to_csv(files[1], index=False)
-    files[2].write_text(f"# FreezeOut analysis of `{root}`\n\n{table}")
+    files[2].write_text(f"# FreezeOut analysis of `{root}`\n\n{table}\n{markdown_notes(runs, summary)}")
     plot_files, skipped = plot_all(runs, summary, out)
     files += plot_files
 
@@ -58,7 +74,7 @@ def analyze(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
         "not_completed": runs_df[runs_df["dir"].isin(bad)].reset_index(drop=True),
         "unpaired": runs_df[runs_df["dir"].isin(lonely)].reset_index(drop=True),
         "markdown": table,
-        "report": text_report(root, runs, table, files, skipped),
+        "report": text_report(root, runs, summary, table, files, skipped),
         "status_line": not_completed_line(runs),
         "files": files,
         "skipped": skipped,

@@ -6,13 +6,14 @@ from pathlib import Path
 
 from .collect import COMPLETED
 from .pairing import is_freezeout
+from .seeds import repeat_text
 
 
 def pct(x: float | None) -> str:
     """``0.253 -> "25.3%"``; an em dash for a missing value."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
-    return f"{100 * x:.1f}%"
+    return f"{100 * x + 0.0:.1f}%".replace("-0.0%", "0.0%")  # no "-0.0%" for a tiny negative
 
 
 def mean_std(mean: float, std: float) -> str:
@@ -22,14 +23,14 @@ def mean_std(mean: float, std: float) -> str:
     return f"{pct(mean)} ± {pct(std)}"
 
 
-def _flag(v: object) -> str:
-    return "—" if v is None else ("yes" if v else "no")
-
-
 def _n_seeds(row: dict) -> str:
-    """Paired seeds for FreezeOut rows, completed runs for the baseline; "(of N runs)" if fewer."""
-    n = row["n_completed"] if row["strategy"] == "none" else row["measured_speedup_n"]
-    return str(n) if n == row["n_runs"] else f"{n} (of {row['n_runs']} runs)"
+    """Distinct seeds in the statistics (paired ones for a method, completed ones for the
+    baseline), with "(of N runs)" when the group holds more runs and the seeds run repeatedly."""
+    n, extra = row["n_seeds"], []
+    if n != row["n_runs"]:
+        extra.append(f"of {row['n_runs']} run{'s' if row['n_runs'] != 1 else ''}")
+    extra += [f"seed {seed} ×{len(dirs)}" for seed, dirs in (row.get("_repeats") or {}).items()]
+    return f"{n} ({'; '.join(extra)})" if extra else str(n)
 
 
 def markdown_table(summary: list[dict]) -> str:
@@ -40,11 +41,7 @@ def markdown_table(summary: list[dict]) -> str:
     cols = []
     if len({r["setting"] for r in summary}) > 1:
         cols.append(("setting", lambda r: r["setting"]))
-    cols += [("strategy", lambda r: str(r["strategy"])),
-             ("scale_lr", lambda r: _flag(r["scale_lr"])),
-             ("t_0", lambda r: "—" if math.isnan(r["t_0"]) else f"{r['t_0']:g}")]
-    if any(r["const_time"] for r in summary):
-        cols.append(("const_time", lambda r: _flag(r["const_time"])))
+    cols += [("strategy", lambda r: str(r["strategy"])), ("method", lambda r: r["method"])]
     cols.append(("predicted speedup (flops)", lambda r: pct(r["predicted_speedup_flops"])))
     for kind in ("paper", "time"):
         if any_value(f"predicted_speedup_{kind}"):
@@ -60,6 +57,27 @@ def markdown_table(summary: list[dict]) -> str:
     lines = ["| " + " | ".join(name for name, _ in cols) + " |",
              "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(f(r) for _, f in cols) + " |" for r in summary]
+    return "\n".join(lines) + "\n"
+
+
+def repeat_lines(summary: list[dict]) -> list[str]:
+    """One line per repeated seed: where, which runs, which one the statistics use."""
+    return [f"{row['method']}, {row['setting']}: {repeat_text(seed, dirs)}"
+            for row in summary for seed, dirs in (row.get("_repeats") or {}).items()]
+
+
+def markdown_notes(runs: list[dict], summary: list[dict]) -> str:
+    """What the table leaves out: how seeds count, repeated seeds, runs without a baseline."""
+    lines = ["n seeds counts distinct seeds; a seed run more than once enters the statistics "
+             "once, as its first completed run by path. Mean ± sample standard deviation over "
+             "seeds."]
+    repeats = repeat_lines(summary)
+    if repeats:
+        lines += ["", "Repeated seeds:", ""] + [f"- {x}" for x in repeats]
+    lonely = unpaired(runs)
+    if lonely:
+        lines += ["", "Not paired with a baseline (left out of the statistics):", ""]
+        lines += [f"- `{r['dir']}`: {r['unpaired']}" for r in lonely]
     return "\n".join(lines) + "\n"
 
 
@@ -83,8 +101,8 @@ def not_completed_line(runs: list[dict]) -> str:
     return f"{len(bad)} of {len(runs)} runs did not complete: {items}"
 
 
-def text_report(root: Path, runs: list[dict], table: str, files: list[Path],
-                skipped: list[str]) -> str:
+def text_report(root: Path, runs: list[dict], summary: list[dict], table: str,
+                files: list[Path], skipped: list[str]) -> str:
     """The stdout report: counts, problem runs, the table, skipped plots, files written."""
     done = len(runs) - len(not_completed(runs))
     lines = [f"Analysis of {root}", f"Runs found: {len(runs)}, completed: {done}."]
@@ -103,6 +121,10 @@ def text_report(root: Path, runs: list[dict], table: str, files: list[Path],
     if dups:
         lines.append("Several baselines matched; the first by path was used:")
         lines += [f"  - used {b}, also matched: {d}" for b, d in dups]
+    repeats = repeat_lines(summary)
+    if repeats:
+        lines.append("Seeds run more than once (each counted once):")
+        lines += [f"  - {x}" for x in repeats]
     noted = [r for r in runs if r.get("note")]
     if noted:
         lines.append("Notes:")

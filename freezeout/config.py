@@ -16,6 +16,7 @@ from .data import check_sizes, dataset_spec
 from .errors import ConfigError
 from .loggers import check_loggers, override_keys
 from .models import build_model, list_models, model_hparams
+from .models.factory import check_model, model_kind
 from .optim import check_optimizer
 from .runkeys import NON_SEMANTIC_KEYS
 from .strategies import PEERS, STRATEGIES
@@ -44,6 +45,36 @@ class VGGConfig:
     name: str = "vgg"
     depth: int = 16  # 11, 13, 16 or 19
     width: int = 64  # channels of the first block (64 in the original VGG)
+
+
+@dataclass
+class TimmModelConfig:
+    kind: str = "timm"
+    name: str = MISSING  # any timm model, e.g. resnet18, vit_tiny_patch16_224, convnext_atto
+    pretrained: bool = False  # load timm's pretrained weights (needs network or a filled HF cache)
+    # More create_model arguments, e.g. {img_size: 28}. Any, not Dict: `model.kwargs={...}` replaces
+    # it then, where a typed dict in a struct config would refuse new keys.
+    kwargs: Any = None
+    groups: Any = "auto"  # auto | [prefix or regex of parameter names, ...] in forward order, head last
+    max_groups: Optional[int] = None  # merge neighbouring groups (never the head) to about equal FLOPs
+
+
+@dataclass
+class TorchvisionModelConfig:
+    kind: str = "torchvision"
+    name: str = MISSING  # a torchvision classification model, e.g. resnet18, mobilenet_v3_small
+    kwargs: Any = None  # more get_model arguments, e.g. {dropout: 0.3}
+    groups: Any = "auto"
+    max_groups: Optional[int] = None
+
+
+@dataclass
+class CustomModelConfig:
+    kind: str = "custom"
+    name: str = "custom"
+    _target_: str = MISSING  # package.module.Name returning an nn.Module; its arguments: +model.KEY=VALUE
+    groups: Any = "auto"
+    max_groups: Optional[int] = None
 
 
 @dataclass
@@ -120,6 +151,7 @@ class Config:
     device: str = "auto"  # auto (cuda when present, else cpu) | cpu | cuda | cuda:N
     eval_test: bool = False  # also evaluate the test split at the end
     predict_time: bool = False  # measure per-stage step times for the "time" speedup model
+    predict_time_share: float = 0.1  # the time model may cost at most this share of the run's steps
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
     channels_last: bool = False  # NHWC memory format (faster convs on recent GPUs)
     compile: bool = False  # torch.compile the model
@@ -148,6 +180,9 @@ def register_configs() -> None:
     cs.store(group="schema/model", name="densenet", node=DenseNetConfig)
     cs.store(group="schema/model", name="wrn", node=WRNConfig)
     cs.store(group="schema/model", name="vgg", node=VGGConfig)
+    cs.store(group="schema/model", name="timm", node=TimmModelConfig)
+    cs.store(group="schema/model", name="torchvision", node=TorchvisionModelConfig)
+    cs.store(group="schema/model", name="custom", node=CustomModelConfig)
     cs.store(group="schema/strategy", name="freezeout", node=StrategyConfig)
     cs.store(group="schema/strategy", name="layer_freezing", node=LayerFreezingConfig)
     cs.store(group="schema/strategy", name="autofreeze", node=AutoFreezeConfig)
@@ -196,12 +231,15 @@ def validate(cfg: DictConfig, check_device: bool = True) -> torch.device | None:
     check_optimizer(cfg.optimizer)
     need(cfg.log_every >= 1, f"log_every={cfg.log_every}; need an integer >= 1")
     check_loggers(cfg.get("logger"))
+    need(0.0 < cfg.predict_time_share <= 1.0, f"predict_time_share={cfg.predict_time_share}; allowed: (0, 1]")
     need(cfg.precision in PRECISIONS, f"precision={cfg.precision!r}; allowed: {', '.join(PRECISIONS)}")
-    need(cfg.model.name in list_models(),
-         f"model={cfg.model.name!r} is unknown; allowed: {', '.join(list_models())}")
-    unknown = sorted(set(model_kwargs(cfg)) - set(model_hparams(cfg.model.name)))
-    need(not unknown, f"model={cfg.model.name} has no hyperparameter {', '.join(unknown)}; "
-                      f"allowed: {', '.join(model_hparams(cfg.model.name))}")
+    builtin = model_kind(cfg.model) == "builtin"
+    if builtin:
+        need(cfg.model.name in list_models(),
+             f"model={cfg.model.name!r} is unknown; allowed: {', '.join(list_models())}")
+        unknown = sorted(set(model_kwargs(cfg)) - set(model_hparams(cfg.model.name)))
+        need(not unknown, f"model={cfg.model.name} has no hyperparameter {', '.join(unknown)}; "
+                          f"allowed: {', '.join(model_hparams(cfg.model.name))}")
     spec = dataset_spec(cfg.data)
     n_train = check_sizes(cfg.data, spec, with_test=cfg.eval_test)
     need(cfg.batch_size <= n_train,
@@ -210,15 +248,19 @@ def validate(cfg: DictConfig, check_device: bool = True) -> torch.device | None:
     need(not (device is not None and cfg.precision == "fp16" and device.type != "cuda"),
          f"precision=fp16 needs a CUDA device (device={device}); use bf16 or fp32 on the CPU")
     try:  # building on the meta device checks the architecture's hyperparameters at no cost
-        with torch.device("meta"):
-            model = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg))
+        if builtin:
+            with torch.device("meta"):
+                model = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg))
+        else:  # name, kwargs and layer groups, cheaply (see check_model)
+            check_model(cfg.model, spec.num_classes, spec.in_channels, spec.image_size)
+            model = None
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e)) from None
     if cfg.cache_frozen:
         need(not cfg.data.augment, "cache_frozen=true needs data.augment=false: with augmentation a training "
                                    "image's frozen-prefix output changes every epoch, so it cannot be stored")
         need(hasattr(model, "forward_from"), f"cache_frozen=true needs a model that is the chain of its layer "
-                                             f"groups (densenet, wrn, vgg); model={cfg.model.name} is not")
+                                             f"groups (densenet, wrn, vgg); model={cfg.model.name} is not")  # timm etc.
         need(cfg.cache_memory_gb > 0, f"cache_memory_gb={cfg.cache_memory_gb}; need > 0")
     return device
 

@@ -89,29 +89,34 @@ def compile_groups(model: nn.Module) -> None:
 
 @dataclass
 class LoopResult:
-    """What :func:`run_iterations` did: the mean loss, the iteration it stopped at, the steps
-    it ran and their seconds (callback time excluded)."""
+    """What :func:`run_iterations` did: the mean loss (over ``steps`` and the steps it continued
+    from), the iteration it stopped at, the steps it ran and their seconds (callback time
+    excluded), and the running loss sum and count, to continue from."""
 
     loss: float
     iteration: int
     steps: int
     seconds: float
+    loss_sum: torch.Tensor
+    seen: int
 
 
 def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                    j: int, stop: int, log_every: int,
                    on_log: Callable[[int, float], None] | None = None,
-                   interrupted: Callable[[], bool] | None = None) -> LoopResult:
+                   interrupted: Callable[[], bool] | None = None, loss_sum: torch.Tensor | None = None,
+                   seen: int = 0) -> LoopResult:
     """The inner loop: from iteration ``j`` until ``stop``, one controller call and one step per
     iteration; ``batches`` must last until ``stop``. The controller runs before the batch is
     drawn, so that a step whose batches come from the frozen-prefix cache sees the store of the
     stage it trains at (``step.on_freeze``). Every ``log_every`` iterations the summed loss is
     read back (the only host sync), checked and handed to ``on_log(iteration, mean_loss)``; the
     time spent in ``on_log`` is not counted in ``seconds``. ``interrupted()`` is polled at every
-    step boundary and ends the loop early when it returns true. Raises :class:`Diverged`."""
+    step boundary and ends the loop early when it returns true. ``loss_sum`` and ``seen`` carry
+    on an epoch's running loss (a resumed epoch). Raises :class:`Diverged`."""
     device = step.device
-    loss_sum = torch.zeros((), device=device)
-    seen, callback_seconds, frozen = 0, 0.0, None
+    loss_sum = torch.zeros((), device=device) if loss_sum is None else loss_sum.to(device)
+    steps, callback_seconds, frozen = 0, 0.0, None
     synchronize(device)
     start = time.perf_counter()
     batches = iter(batches)
@@ -122,7 +127,7 @@ def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Te
             frozen = k
         x, y = next(batches)
         loss_sum += step(x, y)
-        j, seen = j + 1, seen + 1
+        j, seen, steps = j + 1, seen + 1, steps + 1
         if j % log_every == 0:
             mean = _finite(loss_sum.item() / seen, j)
             if on_log is not None:
@@ -131,7 +136,7 @@ def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Te
                 callback_seconds += time.perf_counter() - t
     synchronize(device)
     seconds = time.perf_counter() - start - callback_seconds
-    return LoopResult(_finite(loss_sum.item() / max(seen, 1), j), j, seen, seconds)
+    return LoopResult(_finite(loss_sum.item() / max(seen, 1), j), j, steps, seconds, loss_sum, seen)
 
 
 def _finite(loss: float, iteration: int) -> float:

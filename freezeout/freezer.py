@@ -18,20 +18,21 @@ OptimizerFactory = Callable[[list[dict]], torch.optim.Optimizer]
 
 
 def _stay_in_eval(self: nn.Module, mode: bool = True) -> nn.Module:
-    """Replacement ``train`` for the BatchNorm layers of a frozen group: always eval mode."""
+    """Replacement ``train`` for every module of a frozen group: always eval mode."""
     return nn.Module.train(self, False)
 
 
 def freeze_module(module: nn.Module) -> None:
-    """Freeze ``module`` (or a layer group) for good: no gradients, BatchNorm statistics fixed even
-    across ``model.train()`` (its BN layers' ``train`` is replaced by one that keeps eval mode)."""
+    """Freeze ``module`` (a layer group, or any module) for good: no gradients, and every module
+    in it in eval mode even across ``model.train()`` (each one's ``train`` is replaced by one that
+    keeps eval mode): norm layers keep their running statistics fixed, dropout and stochastic
+    depth (DropPath) are off, so the frozen group computes a fixed function of its input."""
     for p in module.parameters():
         p.requires_grad_(False)
         p.grad = None
     for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.train = types.MethodType(_stay_in_eval, m)
-            m.eval()
+        m.train = types.MethodType(_stay_in_eval, m)
+        m.eval()
 
 
 class FreezeOut:

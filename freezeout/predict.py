@@ -7,6 +7,8 @@ per freezing stage through the engine, fed to the formulas of :mod:`freezeout.sp
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -17,6 +19,8 @@ from .engine import TrainStep, measure_stage_seconds, median_stage_seconds
 from .freezer import FreezeOut, OptimizerFactory
 from .schedule import Schedule, check_strategy, check_t_0, layer_times
 from .speedup import METHODS, flops_speedup, freezing_stages, paper_speedup, time_speedup
+
+log = logging.getLogger("freezeout")
 
 #: A schedule long enough that no group freezes by itself while a stage is being timed.
 _HOLD_ITERS = 10**9
@@ -130,3 +134,62 @@ def calc_speedup(model: nn.Module, input_shape: Sequence[int], t_0: float, strat
         return time_model(model, times, lambda step: batches, make_optimizer,
                           lambda m, opt: TrainStep(m, opt, "fp32", device))[0]
     raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(METHODS)}")
+
+
+def predict_run(cfg, model: nn.Module, data, costs: Sequence[float], times: Sequence[float],
+                make_optimizer: OptimizerFactory, make_step, total_iters: int) -> dict[str, float | None]:
+    """A run's predicted speedups for its schedule's ``times``: flops always, paper where it is
+    defined (a FreezeOut strategy on DenseNet-BC 32x32), time with ``predict_time``, measured on
+    the run's own device, model, batch size, optimizer and step settings (the cache included),
+    from its own batch stream and without touching the run's random streams (so a run trains the
+    same with or without it)."""
+    from .cache import FrozenPrefixCache
+    from .data import batch_stream
+    from .schedule import STRATEGIES as FREEZEOUT_STRATEGIES
+
+    paper = None
+    if cfg.strategy.name in FREEZEOUT_STRATEGIES:
+        paper = paper_prediction(model, (1, *data.train_x.shape[1:]), cfg.t_0, cfg.strategy.name)
+    predicted = {"flops": flops_speedup(costs, times), "paper": paper, "time": None}
+    if not cfg.predict_time:
+        return predicted
+
+    def make_run_step(m, optimizer):
+        cache = FrozenPrefixCache(m, data.train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host) \
+            if cfg.cache_frozen else None
+        return make_step(m, optimizer, cache=cache)
+
+    def make_batches(step):
+        images = data.train_x if step.cache is None else step.cache
+        return batch_stream(images, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment, data.spec.black)
+
+    timing = time_model_budget(len(freezing_stages(times)), total_iters, cfg.predict_time_share)
+    if timing is None:
+        log.warning("time model skipped: measuring its %d stages would cost more than predict_time_share=%g of "
+                    "the run's %d iterations (raise it, or train longer)", len(freezing_stages(times)),
+                    cfg.predict_time_share, total_iters)
+        return predicted
+    device = data.train_x.device
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        predicted["time"], _ = time_model(model, times, make_batches, make_optimizer, make_run_step, total_iters,
+                                          **timing)
+    log.info("time-model speedup %.1f%% (measured in %.1f s)", 100 * predicted["time"], time.perf_counter() - start)
+    return predicted
+
+
+#: The time model's default measurement: per stage 2 warm-up steps, then 3 chunks of 4 steps.
+FULL_TIMING = {"warmup": 2, "chunks": 3, "steps": 4}
+
+
+def time_model_budget(stages: int, total_iters: int, share: float) -> dict[str, int] | None:
+    """How the time model measures so that it costs at most ``share`` of a run's iterations (a
+    frozen stage's step costs no more than a training step): the full measurement when it fits,
+    else one warm-up step and one shorter chunk per stage, else None (skip it: too short a run)."""
+    per_stage = int(share * total_iters) // max(stages, 1)
+    full = FULL_TIMING["warmup"] + FULL_TIMING["chunks"] * FULL_TIMING["steps"]
+    if per_stage >= full:
+        return dict(FULL_TIMING)
+    if per_stage >= 3:
+        return {"warmup": 1, "chunks": 1, "steps": per_stage - 1}
+    return None

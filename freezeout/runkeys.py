@@ -13,8 +13,8 @@ FREEZEOUT_KEYS = ("strategy", "t_0", "scale_lr", "const_time", "cache_frozen", "
 #: named sweep a run came from). The one list: run-directory names (Hydra's override_dirname,
 #: through the ``freezeout.non_semantic_keys`` resolver), the resume check, the sweeper and the
 #: analysis.
-NON_SEMANTIC_KEYS = ("sweeps", "data.root", "log_every", "checkpoint", "progress", "predict_time", "debug",
-                     "logger")
+NON_SEMANTIC_KEYS = ("sweeps", "data.root", "log_every", "checkpoint", "progress", "predict_time",
+                     "predict_time_share", "debug", "logger")
 
 
 def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:

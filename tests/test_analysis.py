@@ -20,10 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_config(strategy="none", t_0=0.8, seed=0, lr=0.1, scale_lr=True, const_time=False,
-                **extra) -> dict:
+                strategy_params=None, **extra) -> dict:
     cfg = {
         "model": {"name": "densenet", "depth": 40, "growth_rate": 12},
-        "strategy": {"name": strategy},
+        "strategy": {"name": strategy, **(strategy_params or {})},
         "data": {"name": "cifar10", "root": "/data", "subset": None, "val_size": 5000,
                  "augment": True, "download": False},
         "t_0": t_0, "scale_lr": scale_lr, "const_time": const_time, "epochs": 2,
@@ -38,8 +38,9 @@ def make_config(strategy="none", t_0=0.8, seed=0, lr=0.1, scale_lr=True, const_t
 
 def make_run(root: Path, name: str, *, strategy="none", t_0=0.8, seed=0, seconds=100.0,
              err=0.2, status="completed", error=None, summary=True, flops=None, time=None,
-             curve=True, **cfg_kw) -> Path:
-    """A run directory as the trainer writes it: .hydra/, metrics.jsonl, summary.json."""
+             curve=True, device_name="cpu", summary_extra=None, **cfg_kw) -> Path:
+    """A run directory as the trainer writes it: .hydra/, metrics.jsonl, summary.json
+    (``summary_extra`` overrides or adds summary fields)."""
     cfg = make_config(strategy, t_0, seed, **cfg_kw)
     d = root / name
     (d / ".hydra").mkdir(parents=True)
@@ -63,8 +64,8 @@ def make_run(root: Path, name: str, *, strategy="none", t_0=0.8, seed=0, seconds
              "train_seconds": seconds, "eval_seconds": 2.0,
              "final_val_err": err if status == "completed" else None,
              "best_val_err": err if status == "completed" else None, "test_err": None,
-             "num_params": 1000, "device": "cpu", "versions": {}, "git_revision": "abc",
-             "config": cfg}
+             "num_params": 1000, "device": device_name, "versions": {}, "git_revision": "abc",
+             "config": cfg, **(summary_extra or {})}
         (d / "summary.json").write_text(json.dumps(s))
     return d
 

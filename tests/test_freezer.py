@@ -125,6 +125,21 @@ def test_frozen_bn_stays_in_eval_across_train_eval_toggles():
         assert all(bn.training == mode for bn in batchnorms(model.layer_groups()[2]))
 
 
+def test_a_frozen_group_runs_in_eval_mode_as_a_whole():
+    """Not only BatchNorm: dropout (and any module using ``self.training``) stays off too, so a
+    frozen group is a fixed function of its input even while the model trains."""
+    torch.manual_seed(0)
+    model = build_model("wrn", 10, 1, depth=10, widen_factor=1, dropout=0.5)
+    block = model.layer_groups()[1]
+    assert any(isinstance(m, nn.Dropout) for m in block.modules())
+    freeze_module(block)
+    model.train()
+    assert all(not m.training for m in block.modules())
+    assert all(m.training for m in model.layer_groups()[2].modules())
+    x = torch.randn(2, 16, 8, 8)
+    assert torch.equal(block.roots[0](x), block.roots[0](x))  # no dropout noise
+
+
 @pytest.mark.parametrize("k", [1, 3, 6])
 def test_frozen_prefix_records_no_autograd_graph(k):
     """Run the groups one by one: frozen outputs have no grad_fn, the first trainable one has."""

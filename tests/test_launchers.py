@@ -119,12 +119,12 @@ def test_parallel_launcher_sweep_and_relaunch(fmnist_root, basic_analysis, tmp_p
     assert_same_analysis(analysed(sweep, tmp_path / "analysis"), basic_analysis)
 
     # Re-launch into the same dir with one more job that is invalid: the completed runs are
-    # skipped untouched, the invalid one is recorded as failed, the sweep itself succeeds.
+    # skipped untouched, the invalid one is recorded as failed, and the sweep says so and exits 1.
     cubic, none = run_dirs(sweep)
     before = {d: ((d / "metrics.jsonl").read_text(), (d / "summary.json").read_text()) for d in (cubic, none)}
     proc = run_cli(*sweep_args(fmnist_root, "hydra/launcher=parallel", "t_0=0.8,1.5",
                                f"hydra.sweep.dir={sweep}"), cwd=tmp_path, timeout=LAUNCH_TIMEOUT)
-    check_ok(proc)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     for d in (cubic, none):
         assert ((d / "metrics.jsonl").read_text(), (d / "summary.json").read_text()) == before[d]
         assert "already holds a completed run: nothing to do" in (d / "run.log").read_text()
@@ -143,8 +143,13 @@ def test_submitit_local_launcher_sweep(fmnist_root, basic_analysis, tmp_path):
     check_ok(proc)
     sweep = the_sweep_dir(tmp_path)
     check_completed_sweep(proc, sweep, "submitit_local")
-    logs = list(sweep.glob(".submitit/*/*_log.out"))
+    logs = list(sweep.glob(".submitit/*_log.out"))
     assert len(logs) == 2  # submitit's folder (job logs, pickles) lies inside the sweep dir
+    assert not list(sweep.rglob("%j"))  # and no folder literally named %j
+    # without a terminal: no progress bar, and every harness line names its job
+    lines = [x for x in (proc.stdout + proc.stderr + "".join(p.read_text() for p in logs)).splitlines()
+             if "epoch 1/1" in x]
+    assert lines and all("[job " in x for x in lines) and "\r" not in proc.stderr
     assert_same_analysis(analysed(sweep, tmp_path / "analysis"), basic_analysis)
 
 
@@ -172,7 +177,7 @@ def test_slurm_config_composes_with_the_documented_overrides(tmp_path):
             launcher.mem_gb, launcher.timeout_min, launcher.array_parallelism, launcher.max_num_timeout,
             launcher.constraint, list(launcher.setup)) == (
         "gpu", "proj42", 2, 4, 24, 600, 2, 5, "a100", ["module load cuda"])
-    assert launcher.submitit_folder == f"{tmp_path}/.submitit/%j"  # inside the sweep dir
+    assert launcher.submitit_folder == f"{tmp_path}/.submitit"  # inside the sweep dir
     assert cfg.hydra.sweeper._target_.endswith("FreezeOutSweeper")  # the sweeper is unchanged
 
     defaults = compose_hydra("hydra/launcher=slurm").hydra.launcher  # what a user edits
@@ -217,7 +222,7 @@ def test_parallel_and_local_configs_compose(tmp_path):
     launcher = compose_hydra("hydra/launcher=local", f"hydra.sweep.dir={tmp_path}").hydra.launcher
     assert launcher._target_.endswith("LocalLauncher")
     assert launcher.gpus_per_node == placement.visible_gpus() and launcher.cpus_per_task == 1
-    assert launcher.submitit_folder == f"{tmp_path}/.submitit/%j"
+    assert launcher.submitit_folder == f"{tmp_path}/.submitit"
 
 
 # --- placement ----------------------------------------------------------------------------------

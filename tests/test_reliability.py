@@ -47,6 +47,8 @@ def test_bad_input_fails_clearly_before_training(case, tmp_path, fmnist_root):
     for needle in needles:
         assert needle in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+    if (run_dir / "run.log").exists():  # the run began: its log holds the error line too
+        assert needles[0] in (run_dir / "run.log").read_text()
     # Nothing beyond Hydra's own files: no metrics, summary or checkpoint.
     left = {p.name for p in run_dir.iterdir()} if run_dir.exists() else set()
     assert left <= {".hydra", "run.log"}
@@ -118,7 +120,9 @@ def test_sweep_survives_a_failing_job_and_relaunch_completes_nothing_twice(tmp_p
     args = ["-m", *TINY, "epochs=1", f"data.root={fmnist_root}", "strategy=cubic,none", "t_0=0.5,1.5",
             f"hydra.sweep.dir={tmp_path}"]
     first = run_cli(*args)
-    assert first.returncode == 0, first.stderr[-3000:]
+    # the others finish, then the sweep says, last, which run failed, and exits non-zero
+    assert first.returncode == 1, first.stderr[-3000:]
+    assert "error: 1 run(s) of the sweep did not complete: run_" in first.stdout.strip().splitlines()[-1]
     summaries = {p.parent.name: json.loads(p.read_text()) for p in tmp_path.glob("run_*/summary.json")}
     assert len(summaries) == 3  # cubic x 2 t_0 values, and the baseline once
     failed = [name for name, s in summaries.items() if s["status"] == "failed"]
@@ -129,7 +133,7 @@ def test_sweep_survives_a_failing_job_and_relaunch_completes_nothing_twice(tmp_p
     stamps = {n: (tmp_path / n / "metrics.jsonl").read_text() for n, s in summaries.items()
               if s["status"] == "completed"}
     second = run_cli(*args)
-    assert second.returncode == 0
+    assert second.returncode == 1  # the bad job fails again
     assert (second.stdout + second.stderr).count("nothing to do") == 2
     for name, text in stamps.items():
         assert (tmp_path / name / "metrics.jsonl").read_text() == text  # not trained twice
@@ -139,7 +143,8 @@ def test_sweep_survives_a_failing_job_and_relaunch_completes_nothing_twice(tmp_p
 def test_divergence_stops_the_run_with_status_diverged(tmp_path, fmnist_root):
     proc = run_cli(*TINY, f"data.root={fmnist_root}", "strategy=none", "optimizer.lr=1e30", "log_every=1",
                    f"hydra.run.dir={tmp_path}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 1, proc.stderr[-2000:]  # scripts can see it
+    assert "error: the run diverged: training loss became" in proc.stderr and "Traceback" not in proc.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "diverged" and "loss became" in summary["error"]
     # the iterations it really did (diverged inside the first epoch, at its first loss read-back)

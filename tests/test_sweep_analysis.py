@@ -19,7 +19,7 @@ def test_analysis_of_a_real_sweep_uses_the_runs_own_timings(tmp_path, fmnist_roo
     env.pop("FREEZEOUT_LAUNCH_ID", None)
     launch = subprocess.run(
         [sys.executable, str(REPO / "run.py"), "-m", *TINY, "epochs=2", f"data.root={fmnist_root}",
-         "strategy=cubic,none", "t_0=0.5", "seed=0,1", "predict_time=true", f"hydra.sweep.dir={sweep}",
+         "strategy=cubic,none", "t_0=0.5", "seed=0,1", "predict_time=true", "predict_time_share=1", f"hydra.sweep.dir={sweep}",
          "~hydra.callbacks.analysis"],  # analysed below by the command a user types
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert launch.returncode == 0, launch.stderr[-3000:]

@@ -33,7 +33,8 @@ def realisation(s, overrides: list[str], workdir: Path) -> dict:
     say(f"realisation: train() runs, {s.repeats} round(s) of {' '.join(labels)}")
     for r in range(s.repeats):
         for label, t in zip(labels, [None, *s.t0]):
-            extra = ["strategy=none"] if t is None else [f"strategy={s.strategy}", f"t_0={t}", "predict_time=true"]
+            extra = ["strategy=none"] if t is None else [f"strategy={s.strategy}", f"t_0={t}", "predict_time=true",
+                                                          "predict_time_share=1.0"]  # always measured here
             summary = train(compose_run(overrides, *extra), workdir / f"round{r}-{label}")
             if summary.status != "completed":
                 raise RuntimeError(f"{label} run {summary.status}: {summary.error}")

@@ -52,14 +52,22 @@ def batch_stream(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, a
         yield from train_batches(x, y, batch_size, generator, augment, fill)
 
 
+def epoch_permutation(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """The order of one epoch's ``n`` training images, drawn from the run's data generator."""
+    return torch.randperm(n, device=device, generator=generator)
+
+
 def train_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
-                  augment: bool, fill: Fill = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                  augment: bool, fill: Fill = 0.0, perm: torch.Tensor | None = None,
+                  start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of shuffled batches, drawn and augmented on the device; ``fill``: the padding
-    value of the augmentation (``spec.black`` pads black, as the paper)."""
+    value of the augmentation (``spec.black`` pads black, as the paper). ``perm`` (default: a new
+    :func:`epoch_permutation`) and ``start`` (the first batch) resume an epoch where it stopped."""
     # Once per epoch, not per step: a host-to-device copy inside the step would cost a sync.
     fill = torch.as_tensor(fill, dtype=x.dtype).to(x.device)
-    perm = torch.randperm(len(x), device=x.device, generator=generator)
-    for i in range(iterations_per_epoch(len(x), batch_size)):
+    if perm is None:
+        perm = epoch_permutation(len(x), generator, x.device)
+    for i in range(start, iterations_per_epoch(len(x), batch_size)):
         idx = perm[i * batch_size:(i + 1) * batch_size]
         xb = x[idx]
         yield (augment_batch(xb, generator, fill=fill) if augment else xb), y[idx]

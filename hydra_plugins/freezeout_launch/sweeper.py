@@ -35,7 +35,8 @@ def _strategy_of(job: List[str]) -> Optional[str]:
 
 def drop_redundant_baselines(jobs: List[List[str]]) -> List[List[str]]:
     """Remove the overrides a job's strategy does not read (FreezeOut-only keys from baseline
-    jobs, t_0 and scale_lr from peer rules' jobs), then duplicates (order kept)."""
+    jobs, t_0 and scale_lr from peer rules' jobs), then duplicates; baselines first (otherwise in
+    order), so that a sweep stopped early has baselines to pair its runs with."""
     seen, out = set(), []
     for job in jobs:
         strategy = _strategy_of(job)
@@ -44,7 +45,7 @@ def drop_redundant_baselines(jobs: List[List[str]]) -> List[List[str]]:
         if tuple(job) not in seen:
             seen.add(tuple(job))
             out.append(job)
-    return out
+    return sorted(out, key=lambda job: _strategy_of(job) != "none")  # stable: the rest keep their order
 
 
 @dataclass

@@ -1,0 +1,134 @@
+"""The speedup/error envelope: each method's measured speedup against its relative error.
+
+One point per method (mean over seeds, bars ± one standard deviation), colour and marker per
+strategy, open markers for scale_lr off, the parameters that tell a strategy's points apart written
+beside them (placed so they do not overlap). For reference, the paper's claim: up to 20% speedup
+within 3% relative error (Brock et al. 2017), shaded.
+
+No Pareto front is drawn. A front through the means ranks methods whose error bars overlap, a
+ranking two or three seeds cannot support; readers can still see which points dominate which, with
+the spreads beside them. ``pareto_front`` remains for callers that want the means' front.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+
+from ..methods import method_params
+from ..pairing import is_freezeout
+from .clip import draw_points, label_clipped, robust_limits
+from .labels import place_labels
+from .style import (family_labels, figure, legend_outside, marker_kw, note, ok, save,
+                    scale_lr_handles, style)
+
+PAPER_SPEEDUP, PAPER_ERROR = 20.0, 3.0  # percent: "speedup below 20% within 3% relative error"
+PAPER_LABEL = "paper's claim (Brock et al. 2017):\nspeedup ≤ 20%, relative error ≤ 3%"
+PAPER_FACE = "#E8E8E8"
+CLIPPED = "mean off the axis: at the edge,\nlabelled (speedup, error)"
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points no other point beats on both speedup (max) and relative error (min), by speedup.
+    Values are rounded to 9 decimals first, so float noise does not make a tie a win."""
+    front, best = [], math.inf
+    rounded = {(round(x, 9), round(y, 9)) for x, y in points}
+    for x, y in sorted(rounded, key=lambda p: (-p[0], p[1])):
+        if y < best:
+            front.append((x, y))
+            best = y
+    return front[::-1]
+
+
+def _pct(x: float) -> float:
+    return 100 * x if ok(x) else 0.0
+
+
+def _panel(ax, rows: list[dict]):
+    """Draw one setting's methods. Returns its strategies' legend handles and a function that
+    writes the point labels, to call once the figure's layout is final."""
+    xs = [_pct(r["measured_speedup_mean"]) for r in rows]
+    ys = [_pct(r["relative_error_mean"]) for r in rows]
+    dx = [_pct(r["measured_speedup_std"]) for r in rows]
+    dy = [_pct(r["relative_error_std"]) for r in rows]
+    # The range covers the error bars too, but not a wild point's (robust_limits drops those).
+    xlim = robust_limits([x + s * d for x, d in zip(xs, dx) for s in (-1, 0, 1)],
+                         include=(0.0, PAPER_SPEEDUP))
+    ylim = robust_limits([y + s * d for y, d in zip(ys, dy) for s in (-1, 0, 1)],
+                         include=(0.0, PAPER_ERROR))
+    ax.set(xlim=xlim, ylim=ylim)
+    ax.add_patch(Rectangle((0, ylim[0]), PAPER_SPEEDUP, PAPER_ERROR - ylim[0], zorder=0,
+                           facecolor=PAPER_FACE, edgecolor="0.6", linestyle="--", linewidth=0.8))
+    ax.axhline(0, color="0.75", linewidth=0.8, zorder=0)
+    ax.axvline(0, color="0.75", linewidth=0.8, zorder=0)
+    inside = [xlim[0] <= x <= xlim[1] and ylim[0] <= y <= ylim[1] for x, y in zip(xs, ys)]
+    for r, x, y, keep in zip(rows, xs, ys, inside):
+        if keep:
+            kw = marker_kw(r["strategy"], r["scale_lr"])
+            ax.errorbar([x], [y], xerr=[_pct(r["measured_speedup_std"])],
+                        yerr=[_pct(r["relative_error_std"])], ecolor=kw["color"],
+                        elinewidth=0.9, capsize=2.5, alpha=0.9, linestyle="none", zorder=3, **kw)
+    out = [i for i, keep in enumerate(inside) if not keep]
+    flagged = draw_points(ax, [xs[i] for i in out], [ys[i] for i in out], (xlim, ylim),
+                          [marker_kw(rows[i]["strategy"], rows[i]["scale_lr"]) for i in out],
+                          value_text=lambda x, y: f"({x:.0f}%, {y:+.0f}%)")
+    ax.set(xlabel="Measured speedup (% of baseline training time saved)   better →",
+           ylabel="Relative error vs baseline (%), lower is better")
+    ax.grid(alpha=0.25)
+    legend, texts = family_labels(rows, method_params)
+    # every point passed to draw_points lies outside the range, so flagged follows out's order
+    flagged = [(x, y, f"{texts[i]}: {t}" if texts[i] else t)
+               for i, (x, y, t) in zip(out, flagged)]
+    points = [(x, y) for x, y, keep in zip(xs, ys, inside) if keep]
+    colours = [style(r["strategy"])[0] for r, keep in zip(rows, inside) if keep]
+
+    def write_labels() -> None:
+        place_labels(ax, points, [t for t, keep in zip(texts, inside) if keep], avoid=points,
+                     color=colours)
+        label_clipped(ax, flagged, avoid=points)
+
+    handles = [Line2D([], [], linestyle="none", label=text, **marker_kw(s, None))
+               for s, text in legend.items()]
+    if flagged:
+        handles.append(Line2D([], [], linestyle="none", marker="<", color="#B00000", label=CLIPPED))
+    return handles, write_labels
+
+
+def draw_envelope(summary: list[dict]):
+    """The figure (one panel per setting), or None when no method is paired with a baseline."""
+    rows = [r for r in summary if is_freezeout(r) and r["measured_speedup_n"] > 0]
+    if not rows:
+        return None
+    panels: dict[str, list[dict]] = {}
+    for r in rows:
+        panels.setdefault(r["setting"], []).append(r)
+    fig, axes = figure(len(panels), "Measured speedup vs relative error, per method",
+                       panel_size=(7.4, 6.0), cols=2, legend_width=3.6)
+    handles: dict[str, object] = {}
+    writers = []
+    for ax, (setting, members) in zip(axes, panels.items()):
+        panel_handles, write_labels = _panel(ax, members)
+        writers.append(write_labels)
+        for h in panel_handles:
+            handles.setdefault(h.get_label(), h)
+        ax.set_title(setting, fontsize="medium")
+    n = ", ".join(map(str, sorted({int(r["measured_speedup_n"]) for r in rows})))
+    extra = scale_lr_handles(rows) + [
+        Patch(facecolor=PAPER_FACE, edgecolor="0.6", linestyle="--", label=PAPER_LABEL),
+        note(f"points: mean over seeds, bars: ± 1 std\n(n = {n} seeds per point)"),
+        note("no Pareto front: the spreads overlap\ntoo much to rank the points")]
+    clipped = [handles.pop(CLIPPED)] if CLIPPED in handles else []  # last in the legend
+    legend_outside(fig, list(handles.values()) + extra + clipped)
+    for write_labels in writers:  # last: the legend has taken its room, the axes stay put
+        write_labels()
+    return fig
+
+
+def plot_envelope(summary: list[dict], out: Path) -> tuple[list[Path], list[str]]:
+    """``envelope.png``/``.svg``, or a message saying why it was skipped."""
+    fig = draw_envelope(summary)
+    if fig is None:
+        return [], ["envelope: skipped, no FreezeOut run is paired with a completed baseline"]
+    return save(fig, out, "envelope"), []

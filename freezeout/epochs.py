@@ -1,0 +1,138 @@
+"""The epochs of a run: each one's batches through the engine's inner loop, then evaluation, a
+metrics line, a checkpoint and the summary as it stands. A stop request (SIGINT, SIGTERM) ends
+the loop at a step boundary with a checkpoint of the epoch so far, from which a resumed run
+goes on exactly as if it had never stopped."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import OmegaConf
+
+from .checkpoint import CHECKPOINT_FILE, restore_rng_state, rng_state, save_checkpoint
+from .data import Splits, epoch_permutation, train_batches
+from .devices import peak_memory_mb
+from .engine import TrainStep, evaluate, run_iterations
+from .freezer import FreezeOut
+from .interrupt import Interrupted
+from .metrics import METRICS_FILE, SUMMARY_FILE, RunSummary, append_metrics
+from .progress import Progress
+
+log = logging.getLogger("freezeout")
+
+
+@dataclass
+class LoopState:
+    """Where training stands: the last completed epoch and its totals (saved in every checkpoint),
+    and ``iteration``, which runs ahead of the epoch when one was stopped midway."""
+
+    epoch: int = 0
+    iteration: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    best_val_err: float | None = None
+
+
+@dataclass
+class PartialEpoch:
+    """An epoch stopped midway: its order of images, its running loss and its seconds so far."""
+
+    perm: torch.Tensor
+    loss_sum: torch.Tensor
+    seen: int
+    seconds: float
+
+
+def train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainStep, generator: torch.Generator,
+                 state: LoopState, summary: RunSummary, run_dir: Path, ipe: int, on_epoch: Callable[[RunSummary], None],
+                 stop: Callable[[], bool], partial: PartialEpoch | None = None, loggers=None) -> None:
+    """Epochs until the schedule's iterations are done. ``on_epoch(summary)`` brings the summary
+    up to date and writes it after each epoch; ``loggers`` (when given) hear of every log_every
+    read-back and every epoch. Raises :class:`~freezeout.interrupt.Interrupted`
+    after a stop request, with a checkpoint of the epoch so far."""
+    total = controller.schedule.total_iters
+    epochs, n = math.ceil(total / ipe), len(controller.groups)
+    progress = Progress(total, state.iteration, cfg.progress, f"{cfg.strategy.name} t_0={cfg.t_0}", cfg.batch_size)
+
+    def on_log(j: int, loss: float) -> None:
+        progress.update(j, loss=loss, frozen=f"{controller.num_frozen}/{n}", val_err=state.best_val_err)
+        if loggers is not None:  # trackers (freezeout/loggers.py)
+            loggers.log_step(j, loss, controller.current_lr(), controller.num_frozen)
+
+    try:
+        for epoch in range(state.epoch + 1, epochs + 1):
+            model.train()
+            if step.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(step.device)
+            images = data.train_x if step.cache is None else step.cache  # the store looks like the images
+            start_at = state.iteration - (epoch - 1) * ipe  # > 0: a stopped epoch goes on where it was
+            if partial is None:
+                partial = PartialEpoch(epoch_permutation(len(images), generator, images.device), None, 0, 0.0)
+            batches = train_batches(images, data.train_y, cfg.batch_size, generator, cfg.data.augment,
+                                    data.spec.black, perm=partial.perm, start=start_at)
+            result = run_iterations(step, controller, batches, state.iteration, min(total, epoch * ipe),
+                                    cfg.log_every, on_log, stop, partial.loss_sum, partial.seen)
+            seconds = partial.seconds + result.seconds
+            if stop() and result.iteration < min(total, epoch * ipe):
+                state.iteration = result.iteration
+                if cfg.checkpoint:  # the epoch so far, so that a resumed run goes on exactly
+                    save(run_dir, cfg, model, controller, step, generator, state,
+                         PartialEpoch(partial.perm, result.loss_sum, result.seen, seconds))
+                state.train_seconds += seconds  # for the summary; the checkpoint holds the epoch apart
+                raise Interrupted(getattr(stop, "signame", None) or "a stop request", result.iteration, total)
+            partial = None
+            start = time.perf_counter()
+            val_loss, val_err = evaluate(model, data.val_x, data.val_y, cfg.precision)
+            eval_seconds = time.perf_counter() - start
+            state.epoch, state.iteration = epoch, result.iteration
+            state.train_seconds += seconds
+            state.eval_seconds += eval_seconds
+            state.best_val_err = val_err if state.best_val_err is None else min(state.best_val_err, val_err)
+            record = {"epoch": epoch, "iteration": result.iteration, "train_loss": result.loss,
+                      "val_loss": val_loss, "val_err": val_err, "frozen_groups": controller.num_frozen,
+                      "lr": controller.current_lr(), "train_seconds": state.train_seconds, "epoch_seconds": seconds,
+                      "eval_seconds": eval_seconds, "peak_memory_mb": peak_memory_mb(step.device)}
+            append_metrics(run_dir / METRICS_FILE, record)
+            summary.final_val_err, summary.final_val_loss = val_err, val_loss
+            if cfg.checkpoint:
+                save(run_dir, cfg, model, controller, step, generator, state)
+            on_epoch(summary)
+            if loggers is not None:
+                loggers.log_epoch(record)  # after evaluation and checkpoint: they are not images/s
+            progress.update(result.iteration, loss=result.loss, frozen=f"{controller.num_frozen}/{n}",
+                            val_err=val_err)
+            log.info("epoch %d/%d  loss %.4f  val err %.2f%%  frozen %d/%d  train %.1f s  eval %.1f s",
+                     epoch, epochs, result.loss, 100 * val_err, controller.num_frozen, n, seconds, eval_seconds)
+    finally:
+        progress.close()
+
+
+def save(run_dir: Path, cfg, model, controller: FreezeOut, step: TrainStep, generator: torch.Generator,
+         state: LoopState, partial: PartialEpoch | None = None) -> None:
+    """The checkpoint: model, controller (optimizer included), scaler, every random state, the
+    loop's position (and the stopped epoch's progress, if any) and the resolved config."""
+    save_checkpoint(run_dir / CHECKPOINT_FILE, {
+        "model": model.state_dict(), "freezer": controller.state_dict(),
+        "scaler": step.scaler.state_dict() if step.scaler is not None else None,
+        "rng": rng_state(generator), "loop": dataclasses.asdict(state),
+        "partial_epoch": None if partial is None else dataclasses.asdict(partial),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    })
+
+
+def restore(checkpoint: dict, model, controller: FreezeOut, step: TrainStep,
+            generator: torch.Generator) -> tuple[LoopState, PartialEpoch | None]:
+    """Load a checkpoint into the run's objects; returns the loop state and a stopped epoch."""
+    model.load_state_dict(checkpoint["model"])
+    controller.load_state_dict(checkpoint["freezer"])
+    if step.scaler is not None and checkpoint.get("scaler"):
+        step.scaler.load_state_dict(checkpoint["scaler"])
+    restore_rng_state(checkpoint["rng"], generator)
+    partial = checkpoint.get("partial_epoch")
+    return LoopState(**checkpoint["loop"]), None if partial is None else PartialEpoch(**partial)

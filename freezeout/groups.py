@@ -1,0 +1,110 @@
+"""A model's layer groups and when each one freezes, without training:
+
+    python -m freezeout.groups model=torchvision model.name=resnet18 data=fashion_mnist
+    python -m freezeout.groups model=timm model.name=convnext_atto model.max_groups=6 t_0=0.5
+
+Takes the same Hydra overrides as ``run.py``, builds the model on the CPU and prints one row a
+group: index, name, parameters, share of the forward FLOPs, and the freezing time ``t_i``.
+Bad settings print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .predict import group_costs
+from .speedup import flops_speedup
+from .strategies import ADAPTIVE, strategy_schedule
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One layer group in the report."""
+
+    index: int
+    name: str
+    params: int
+    flops_share: float  # fraction of the model's forward FLOPs spent in this group
+    t_i: float  # fraction of training after which the group freezes (1.0: never, the head)
+
+
+def grouping_rows(groups: Sequence, costs: Sequence[float], times: Sequence[float]) -> list[GroupRow]:
+    """The report's rows from a model's groups, their forward FLOPs and the schedule's times."""
+    total = sum(costs) or 1.0
+    return [GroupRow(i, g.name, sum(p.numel() for p in g.parameters()), c / total, t)
+            for i, (g, c, t) in enumerate(zip(groups, costs, times))]
+
+
+def grouping_report(model: nn.Module, input_shape: Sequence[int], times: Sequence[float]) -> list[GroupRow]:
+    """The table of ``model``'s layer groups for inputs of ``input_shape`` (with batch dim) and a
+    schedule's freezing ``times``."""
+    return grouping_rows(model.layer_groups(), group_costs(model, input_shape), times)
+
+
+def format_report(rows: Sequence[GroupRow]) -> str:
+    """``rows`` as an aligned text table."""
+    width = max([len("group")] + [len(r.name) for r in rows])
+    lines = [f"{'#':>3}  {'group':<{width}}  {'params':>11}  {'FLOPs':>6}  {'t_i':>5}"]
+    lines += [f"{r.index:>3}  {r.name:<{width}}  {r.params:>11,}  {r.flops_share:>6.1%}  {r.t_i:>5.3f}" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the report for the config ``run.py`` would compose from ``argv``; 2 on bad input."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .config import validate
+    from .errors import ConfigError, one_line
+    from .data import check_sizes, dataset_spec
+    from .models.factory import build_run_model, describe
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        cfg = _compose(list(sys.argv[1:] if argv is None else argv))
+        cfg.device = "cpu"  # the report is about the model, wherever the run would train
+        validate(cfg)
+        spec = dataset_spec(cfg.data)
+        num_classes, in_channels, size = spec.num_classes, spec.in_channels, tuple(spec.image_size)
+        model = build_run_model(cfg, num_classes, in_channels, size, torch.device("cpu"))
+        shape = (1, in_channels, *size)
+        ipe = check_sizes(cfg.data, spec) // cfg.batch_size
+        n = len(model.layer_groups())
+        times = strategy_schedule(cfg.strategy, n, cfg.t_0, cfg.scale_lr, ipe, cfg.epochs * ipe, cfg.optimizer.lr).times
+        rows = grouping_report(model, shape, times)
+    except (ConfigError, HydraException, OmegaConfBaseException) as e:
+        cause = f" ({e.__cause__})" if e.__cause__ is not None else ""
+        message = str(e) if isinstance(e, ConfigError) else one_line(e) + cause
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
+        return 2
+    speedup = flops_speedup([r.flops_share for r in rows], times)  # only the shares matter
+    how = getattr(model, "grouping", "declared by the model")
+    when = "decided during the run" if cfg.strategy.name in ADAPTIVE else f"predicted speedup (flops) {speedup:.1%}"
+    print(f"{describe(cfg.model)} on {cfg.data.name} ({in_channels}x{size[0]}x{size[1]}): {len(rows)} layer "
+          f"groups ({how}); {cfg.strategy.name} t_0={cfg.t_0}: {when}")
+    print(format_report(rows))
+    return 0
+
+
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from .config import register_configs
+
+    os.environ.setdefault("FREEZEOUT_ROOT", str(REPO_ROOT))  # sweeps/ as a config group
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
