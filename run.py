@@ -30,7 +30,6 @@ from freezeout.config import register_configs
 from freezeout.errors import ConfigError
 from freezeout.metrics import COMPLETED, DIVERGED, FAILED, SUMMARY_FILE, RunSummary
 from hydra_plugins.freezeout_launch.placement import apply_job_placement, register_resolvers
-from hydra_plugins.freezeout_launch.status import SweepStatusCallback
 
 log = logging.getLogger("freezeout")
 register_configs()
@@ -158,5 +157,7 @@ if __name__ == "__main__":
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ["FREEZEOUT_ROOT"],
                                                              os.environ.get("PYTHONPATH")]))
     main()
+    from analysis.status import SweepStatusCallback
+
     if SweepStatusCallback.problems:  # a sweep in which runs failed or diverged: say so, to scripts too
         sys.exit(1)

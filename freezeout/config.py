@@ -15,6 +15,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .data import check_sizes, dataset_spec
 from .errors import ConfigError
+from .loggers import check_loggers, override_keys
 from .models import build_model, list_models, model_hparams
 from .models.factory import check_model, model_kind
 from .optim import check_optimizer
@@ -163,6 +164,9 @@ class Config:
     checkpoint: bool = True  # save a checkpoint after every epoch, for resume
     progress: bool = True  # show a progress bar
     debug: bool = False  # show full tracebacks instead of one-line errors
+    # The enabled trackers, each added by its option of the logger group (conf/logger/, one file per logger
+    # with its settings): logger=[tensorboard,mlflow,csv]. Read by freezeout/loggers.py.
+    logger: Dict[str, Any] = field(default_factory=dict)
 
 
 def register_configs() -> None:
@@ -170,7 +174,8 @@ def register_configs() -> None:
     and the ``freezeout.non_semantic_keys`` resolver that conf/config.yaml names its run
     directories with. Call it before composing a config."""
     if not OmegaConf.has_resolver("freezeout.non_semantic_keys"):
-        OmegaConf.register_new_resolver("freezeout.non_semantic_keys", lambda: list(NON_SEMANTIC_KEYS))
+        # Hydra's exclude_keys match whole override keys: logger.mlflow.tracking_uri=... too
+        OmegaConf.register_new_resolver("freezeout.non_semantic_keys", lambda: [*NON_SEMANTIC_KEYS, *override_keys()])
     cs = ConfigStore.instance()
     cs.store(name="freezeout_schema", node=Config)
     # In a group of their own, so that `model=` lists only the real choices.
@@ -210,10 +215,12 @@ def model_kwargs(cfg: DictConfig) -> dict:
     return {k: v for k, v in cfg.model.items() if k != "name"}
 
 
-def validate(cfg: DictConfig) -> torch.device:
+def validate(cfg: DictConfig, check_device: bool = True) -> torch.device | None:
     """Check every setting before anything is loaded or written; returns the resolved device.
 
     Raises :class:`ConfigError` with a message naming the key, the bad value and what is allowed.
+    ``check_device=False`` (the sweep plan, reading another machine's step times) skips the
+    device and returns None.
     """
     def need(ok: bool, message: str) -> None:
         if not ok:
@@ -225,6 +232,7 @@ def validate(cfg: DictConfig) -> torch.device:
     need(cfg.batch_size >= 1, f"batch_size={cfg.batch_size}; need an integer >= 1")
     check_optimizer(cfg.optimizer)
     need(cfg.log_every >= 1, f"log_every={cfg.log_every}; need an integer >= 1")
+    check_loggers(cfg.get("logger"))
     need(0.0 < cfg.predict_time_share <= 1.0, f"predict_time_share={cfg.predict_time_share}; allowed: (0, 1]")
     need(cfg.precision in PRECISIONS, f"precision={cfg.precision!r}; allowed: {', '.join(PRECISIONS)}")
     builtin = model_kind(cfg.model) == "builtin"
@@ -238,8 +246,8 @@ def validate(cfg: DictConfig) -> torch.device:
     n_train = check_sizes(cfg.data, spec, with_test=cfg.eval_test)
     need(cfg.batch_size <= n_train,
          f"batch_size={cfg.batch_size} is larger than the {n_train} training images")
-    device = resolve_device(cfg.device)
-    need(not (cfg.precision == "fp16" and device.type != "cuda"),
+    device = resolve_device(cfg.device) if check_device else None
+    need(not (device is not None and cfg.precision == "fp16" and device.type != "cuda"),
          f"precision=fp16 needs a CUDA device (device={device}); use bf16 or fp32 on the CPU")
     try:  # building on the meta device checks the architecture's hyperparameters at no cost
         if builtin:

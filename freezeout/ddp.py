@@ -37,8 +37,8 @@ class GradSync:
     and the bytes all-reduced: per step of each stage (``bytes_per_step[k]``, ``k`` groups frozen)
     and per epoch (:meth:`take_epoch_bytes_per_step`)."""
 
-    def __init__(self, model: nn.Module, device: torch.device):
-        self.model, self.device = model, device
+    def __init__(self, model: nn.Module):
+        self.model = model
         self.frozen: int | None = None
         self.ddp: DistributedDataParallel | None = None
         self.bytes_per_step: dict[int, int] = {}
@@ -60,8 +60,8 @@ class GradSync:
         ignore = [n for n, t in [*root.named_parameters(), *root.named_buffers()] if id(t) in frozen_ids]
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(root, ignore)
         self.ddp = None  # the old wrapper and its reducer go before the new one is built
-        self.ddp = DistributedDataParallel(root, device_ids=[self.device.index] if self.device.type == "cuda"
-                                           else None)
+        device = next(self.model.parameters()).device  # with its index, also for a plain "cuda"
+        self.ddp = DistributedDataParallel(root, device_ids=[device.index] if device.type == "cuda" else None)
         self.ddp.register_comm_hook(None, self._allreduce)
         self.frozen = frozen
 

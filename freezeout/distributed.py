@@ -19,11 +19,14 @@ import contextlib
 import os
 import re
 import socket
+import sys
 from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from .errors import ConfigError
 
 
 
@@ -219,16 +222,26 @@ def shard() -> tuple[int, int]:
 # --- local processes, as torchrun starts them (the benchmark) -----------------------------------
 
 def spawned(n: int, fn: Callable[..., Any], *args: Any) -> bool:
-    """Unless this process already trains with others (torchrun, or started here): run ``fn(*args)``
-    in ``n`` new local processes that form one process group, with torchrun's variables and ``1/n``
-    of torch's CPU threads each, wait for them and return True. False: go on in this process."""
+    """Run ``fn(*args)`` in ``n`` new local processes that form one process group, with torchrun's
+    variables, ``1/n`` of torch's CPU threads each and rank 0 alone printing, wait for them and
+    return True; False (go on in this process) for ``n = 1`` or in a process that is one of ``n``
+    already (started here, or by torchrun: then ``n`` must be its number of processes)."""
     setup()
+    if active() and world_size() != n:
+        raise ConfigError(f"bench.world_size={n} but this process is one of {world_size()}: use "
+                          f"bench.world_size={world_size()}, or start it without torchrun")
     if n <= 1 or active():
         return False
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_spawned, args=(n, port, torch.get_num_threads(), fn, args), nprocs=n)
+    try:
+        torch.multiprocessing.spawn(_spawned, args=(n, port, torch.get_num_threads(), fn, args), nprocs=n)
+    except torch.multiprocessing.ProcessRaisedException as e:  # a bad setting stays one line
+        last = str(e).strip().splitlines()[-1]
+        if last.startswith(f"{ConfigError.__module__}.ConfigError: "):
+            raise ConfigError(last.split(": ", 1)[1]) from None
+        raise
     return True
 
 
@@ -236,6 +249,8 @@ def _spawned(r: int, n: int, port: int, threads: int, fn: Callable[..., Any], ar
     os.environ.update(RANK=str(r), WORLD_SIZE=str(n), LOCAL_RANK=str(r), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(max(1, threads // n))
+    if r != 0:  # one process says what they measure together
+        sys.stdout = open(os.devnull, "w")
     setup()
     try:
         fn(*args)

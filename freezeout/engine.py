@@ -52,7 +52,7 @@ class TrainStep:
         self.cache, self.start = cache, 0
         if compile_model:
             compile_groups(model)
-        self.sync = GradSync(model, device) if distributed.active() else None
+        self.sync = GradSync(model) if distributed.active() else None
 
     def on_freeze(self, frozen: int) -> None:
         """The loop calls this when the frozen prefix has grown to ``frozen`` groups (and once at

@@ -56,9 +56,10 @@ class PartialEpoch:
 
 def train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainStep, generator: torch.Generator,
                  state: LoopState, summary: RunSummary, run_dir: Path, ipe: int, on_epoch: Callable[[RunSummary], None],
-                 stop: Callable[[], bool], partial: PartialEpoch | None = None) -> None:
+                 stop: Callable[[], bool], partial: PartialEpoch | None = None, loggers=None) -> None:
     """Epochs until the schedule's iterations are done. ``on_epoch(summary)`` brings the summary
-    up to date and writes it after each epoch. Raises :class:`~freezeout.interrupt.Interrupted`
+    up to date and writes it after each epoch; ``loggers`` (when given) hear of every log_every
+    read-back and every epoch. Raises :class:`~freezeout.interrupt.Interrupted`
     after a stop request, with a checkpoint of the epoch so far."""
     total = controller.schedule.total_iters
     epochs, n = math.ceil(total / ipe), len(controller.groups)
@@ -68,6 +69,8 @@ def train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainSte
 
     def on_log(j: int, loss: float) -> None:
         progress.update(j, loss=loss, frozen=f"{controller.num_frozen}/{n}", val_err=state.best_val_err)
+        if loggers is not None:  # trackers (freezeout/loggers.py)
+            loggers.log_step(j, loss, controller.current_lr(), controller.num_frozen)
 
     try:
         for epoch in range(state.epoch + 1, epochs + 1):
@@ -110,6 +113,8 @@ def train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainSte
             if cfg.checkpoint:
                 save(run_dir, cfg, model, controller, step, generator, state)
             on_epoch(summary)
+            if loggers is not None:
+                loggers.log_epoch(record)  # after evaluation and checkpoint: they are not images/s
             progress.update(result.iteration, loss=result.loss, frozen=f"{controller.num_frozen}/{n}",
                             val_err=val_err)
             log.info("epoch %d/%d  loss %.4f  val err %.2f%%  frozen %d/%d  train %.1f s  eval %.1f s",

@@ -9,11 +9,12 @@ from typing import Any
 #: none) is the same run whatever they are. The cache changes how fast frozen groups run, not what
 #: a run computes, and a baseline freezes nothing.
 FREEZEOUT_KEYS = ("strategy", "t_0", "scale_lr", "const_time", "cache_frozen", "cache_memory_gb", "cache_host")
-#: Settings that do not change what a run computes (paths, logging, bookkeeping, the named sweep
-#: a run came from). The one list: run-directory names (Hydra's override_dirname, through the
-#: ``freezeout.non_semantic_keys`` resolver), the resume check, the sweeper and the analysis.
+#: Settings that do not change what a run computes (paths, logging, trackers, bookkeeping, the
+#: named sweep a run came from). The one list: run-directory names (Hydra's override_dirname,
+#: through the ``freezeout.non_semantic_keys`` resolver), the resume check, the sweeper and the
+#: analysis.
 NON_SEMANTIC_KEYS = ("sweeps", "data.root", "log_every", "checkpoint", "progress", "predict_time",
-                     "predict_time_share", "debug")
+                     "predict_time_share", "debug", "logger")
 
 
 def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:

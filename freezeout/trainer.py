@@ -30,6 +30,7 @@ from .epochs import LoopState, restore, train_epochs
 from .freezer import FreezeOut, make_controller
 from .groups import format_report, grouping_rows
 from .interrupt import Interrupted, StopRequest
+from .loggers import open_loggers
 from .metrics import (COMPLETED, DIVERGED, FAILED, FINAL_STATUSES, INTERRUPTED, METRICS_FILE, RUNNING, SUMMARY_FILE,
                       RunSummary, read_metrics, rewrite_metrics)
 from .models import factory
@@ -107,6 +108,9 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop) -> RunSum
     if checkpoint is not None:
         state, partial = restore(checkpoint, model, controller, step, generator)
         log.info("resuming %s from epoch %d (iteration %d)", run_dir, state.epoch, state.iteration)
+    # Trackers (freezeout/loggers.py), before the summary says running: one that cannot start fails the run here.
+    with distributed.main_first():  # rank 0's (the others have none); one that cannot start stops all
+        loggers = open_loggers(cfg, run_dir, state.iteration, summary)
     # Each epoch exactly once: drop records written after the checkpoint we resume from.
     records = [r for r in read_metrics(run_dir / METRICS_FILE) if r["epoch"] <= state.epoch]
     if main:
@@ -123,7 +127,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop) -> RunSum
     write(summary)
     try:
         train_epochs(cfg, model, data, controller, step, generator, state, summary, run_dir, ipe, write, stop,
-                     partial)
+                     partial, loggers)
         if cfg.strategy.name in ADAPTIVE:  # its schedule is known now: predict from what happened
             times = realised_times(controller.frozen_at, controller.schedule.total_iters)
             summary.layer_times = times
@@ -146,9 +150,11 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop) -> RunSum
     finally:
         summary.finished_at = _now()
         write(summary)
+        loggers.log_summary(summary)
+        loggers.close()
     log.info("%s: val err %.2f%% in %.1f s of training (predicted speedup %.1f%%)", summary.status,
              100 * (summary.final_val_err or math.nan), summary.train_seconds,
-             100 * (summary.predicted_speedup["flops"] or math.nan))
+             100 * (math.nan if summary.predicted_speedup["flops"] is None else summary.predicted_speedup["flops"]))
     return summary
 
 

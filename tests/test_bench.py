@@ -13,7 +13,7 @@ import torch
 from conftest import REPO
 from freezeout import bench
 
-TINY_BENCH = ["model.depth=10", "model.growth_rate=4", "data.subset=256", "epochs=1", "batch_size=32",
+TINY_BENCH = ["model.depth=10", "model.growth_rate=4", "data.subset=128", "epochs=3", "batch_size=16",
               "device=cpu", "bench.repeats=1", "bench.threads=1", "bench.chunks=2", "bench.chunk_steps=2"]
 
 
@@ -42,7 +42,7 @@ def test_writes_the_json_it_returns(result):
 def test_settings_come_from_the_run_config_and_bench_options(result):
     _, r = result
     assert r["settings"]["repeats"] == 1 and r["settings"]["t0"] == [0.5, 0.8] and r["settings"]["threads_used"] == 1
-    assert r["run"]["train_images"] == 256 and r["run"]["batch_size"] == 32 and r["run"]["epochs"] == 1
+    assert r["run"]["train_images"] == 128 and r["run"]["batch_size"] == 16 and r["run"]["epochs"] == 3
     assert r["model"]["name"] == "densenet" and r["model"]["num_groups"] == 7  # L=10 k=4
     assert r["environment"]["device"].startswith("cpu") and "git_revision" in r["environment"]
 
@@ -51,7 +51,7 @@ def test_realisation_runs_alternate_and_carry_their_own_predictions(result):
     _, r = result
     runs = r["realisation"]["runs"]
     assert [x["label"] for x in runs] == ["baseline", "t_0=0.5", "t_0=0.8"]  # B F F per round
-    assert all(x["iterations"] == 8 and _positive(x["train_seconds"]) for x in runs)
+    assert all(x["iterations"] == 24 and _positive(x["train_seconds"]) for x in runs)
     assert runs[0]["frozen_groups"] == 0 and runs[1]["frozen_groups"] > 0
     assert runs[0]["predicted"]["time"] is None  # the baseline predicts nothing
     for row in r["realisation"]["by_t0"]:

@@ -78,11 +78,11 @@ def test_metrics_lr_and_frozen_groups_follow_the_schedule(tmp_path, fmnist_root)
 
 
 def test_const_time_uses_the_time_model_when_it_was_measured(tmp_path, fmnist_root):
-    cfg = tiny(fmnist_root, "epochs=1", "const_time=true", "t_0=0.5", "predict_time=true", "predict_time_share=1",
+    cfg = tiny(fmnist_root, "epochs=2", "const_time=true", "t_0=0.5", "predict_time=true", "predict_time_share=1",
                "checkpoint=false")
     summary = train(cfg, tmp_path)
     assert summary.const_time_prediction == "time"
-    assert summary.iterations == round(16 / (1 - summary.predicted_speedup["time"]))
+    assert summary.iterations == round(32 / (1 - summary.predicted_speedup["time"]))
     assert summary.iterations_done == summary.iterations
 
 

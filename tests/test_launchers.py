@@ -147,8 +147,8 @@ def test_submitit_local_launcher_sweep(fmnist_root, basic_analysis, tmp_path):
     assert len(logs) == 2  # submitit's folder (job logs, pickles) lies inside the sweep dir
     assert not list(sweep.rglob("%j"))  # and no folder literally named %j
     # without a terminal: no progress bar, and every harness line names its job
-    lines = [x for x in (proc.stdout + proc.stderr + "".join(p.read_text() for p in logs)).splitlines()
-             if "epoch 1/1" in x]
+    job_logs = "".join(p.read_text() for p in sweep.glob(".submitit/*_log.*"))
+    lines = [x for x in (proc.stdout + proc.stderr + job_logs).splitlines() if "epoch 1/1" in x]
     assert lines and all("[job " in x for x in lines) and "\r" not in proc.stderr
     assert_same_analysis(analysed(sweep, tmp_path / "analysis"), basic_analysis)
 

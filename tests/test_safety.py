@@ -90,12 +90,13 @@ def test_sigint_stops_cleanly_and_the_resumed_run_equals_an_uninterrupted_one(tm
     assert "interrupted by SIGINT at iteration" in err and f"to resume, run the same command with hydra.run.dir=" \
         f"{stopped}" in err
     summary = json.loads((stopped / "summary.json").read_text())
-    assert summary["status"] == "interrupted" and 64 < summary["iterations_done"] < 192, summary["iterations_done"]
-    assert [r["epoch"] for r in read_metrics(stopped / "metrics.jsonl")] == [1]
+    done = summary["iterations_done"]  # 64 iterations an epoch; the signal lands in epoch 2 (3 on a busy machine)
+    assert summary["status"] == "interrupted" and 64 < done < 192, done
+    assert [r["epoch"] for r in read_metrics(stopped / "metrics.jsonl")] == list(range(1, done // 64 + 1))
 
     resumed = run_cli(*args, f"hydra.run.dir={stopped}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"resuming {stopped} from epoch 1 (iteration {summary['iterations_done']})" in resumed.stderr
+    assert f"resuming {stopped} from epoch {done // 64} (iteration {done})" in resumed.stderr
     assert comparable(straight) == comparable(stopped)  # each epoch once, the very same numbers
     wa = torch.load(straight / "checkpoint.pt", weights_only=False)["model"]
     wb = torch.load(stopped / "checkpoint.pt", weights_only=False)["model"]

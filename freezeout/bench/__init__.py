@@ -29,6 +29,7 @@ Options (bench.KEY=VALUE):
 """
 from __future__ import annotations
 
+import functools
 import platform
 import sys
 import tempfile
@@ -52,7 +53,6 @@ def main(argv: list[str] | None = None) -> dict:
     s, overrides = parse(argv := list(sys.argv[1:] if argv is None else argv))
     if distributed.spawned(s.world_size, main, argv):  # N new processes ran this benchmark together
         return read_json(s.out)
-    s.world_size = distributed.world_size()  # (torchrun's, when it started this process)
     if s.threads > 0:
         torch.set_num_threads(s.threads)
     started = time.perf_counter()
@@ -72,10 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
     say(f"FreezeOut benchmark: {cfg.model.name}, {n} groups, {cfg.data.name} ({len(data.train_x)} images, batch "
         f"{cfg.batch_size}, {cfg.epochs} epochs), {results['environment']['device']}, {cfg.precision}")
 
-    def stream():
-        return batch_stream(data.train_x, data.train_y, cfg.batch_size, cfg.seed, cfg.data.augment, data.spec.black,
-                            distributed.shard())
-
+    stream = functools.partial(batch_stream, data.train_x, data.train_y, cfg.batch_size, cfg.seed, cfg.data.augment,
+                               data.spec.black, distributed.shard())
     with tempfile.TemporaryDirectory(prefix="freezeout-bench-") as tmp:
         results["realisation"] = realisation(s, overrides, Path(tmp))
     results.update(step_costs(model0, stream, cfg, device, s))

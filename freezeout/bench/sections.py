@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from .. import distributed
 from ..devices import autocast_dtype, synchronize
 from ..engine import TrainStep, run_iterations
+from ..errors import ConfigError
 from ..optim import optimizer_factory
 from ..predict import held_controller
 from .settings import compose_run, pct, say
@@ -39,6 +40,9 @@ def realisation(s, overrides: list[str], workdir: Path) -> dict:
             summary = train(compose_run(overrides, *extra), workdir / f"round{r}-{label}")
             if summary.status != "completed":
                 raise RuntimeError(f"{label} run {summary.status}: {summary.error}")
+            if t is not None and summary.predicted_speedup["time"] is None:
+                raise ConfigError(f"the {label} run is too short for its time model ({summary.iterations} "
+                                  "iterations): raise epochs or data.subset")
             runs.append({"round": r, "label": label, "t_0": t, "train_seconds": summary.train_seconds,
                          "iterations": summary.iterations_done, "final_val_err": summary.final_val_err,
                          "frozen_groups": summary.frozen_groups, "predicted": summary.predicted_speedup,
@@ -120,15 +124,15 @@ def step_costs(model0, stream, cfg, device, s) -> dict:
     """Overhead (trainer's loop with strategy none vs a bare loop) and the frozen-prefix cost (all but
     the head frozen vs a forward alone), same weights and batches; trainer step time, bytes all-reduced."""
     n, out = len(model0.layer_groups()), {}
-    comparisons = [("overhead", 0, True, OVERHEAD_TARGET, "trainer loop / bare loop step time"),
-                   ("frozen_prefix", n - 1, False, FROZEN_PREFIX_TARGET, f"step, {n - 1}/{n} frozen / forward alone")]
-    for name, k, backward, target, what in comparisons:
+    for name, k, backward, target, what in (
+            ("overhead", 0, True, OVERHEAD_TARGET, "trainer loop / bare loop step time"),
+            ("frozen_prefix", n - 1, False, FROZEN_PREFIX_TARGET, f"step with {n - 1}/{n} groups frozen / forward")):
         engine = EngineRunner(copy.deepcopy(model0), cfg, device, stream(), k)
         r = alternate(engine, _bare_runner(copy.deepcopy(model0), cfg, device, stream(), backward), s, device)
         ok, sent = r["ratio"] <= target, engine.step.sync.bytes_per_step[k] if engine.step.sync is not None else 0
         out[name] = {**r, "frozen_groups": k, "allreduce_bytes_per_step": sent, "target": target, "pass": ok}
-        say(f"{name.replace('_', ' ')}: {what} {r['ratio']:.3f} (target <= {target}: {'PASS' if ok else 'FAIL'}); "
-            f"trainer step {1e3 * r['a_step_seconds']:.2f} ms, all-reduces {sent} bytes")
+        say(f"{name}: {what} {r['ratio']:.3f} (target <= {target}: {'PASS' if ok else 'FAIL'}); trainer step "
+            f"{1e3 * r['a_step_seconds']:.2f} ms, all-reduces {sent} bytes")
     return out
 
 

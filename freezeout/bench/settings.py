@@ -2,7 +2,6 @@
 ``run.py``) composed on top of the benchmark's default run."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import List
 
@@ -32,9 +31,8 @@ class BenchSettings:
 
 
 def say(message: str = "") -> None:
-    """Print at once (rank 0 alone): the benchmark takes minutes, every figure shows when known."""
-    if os.environ.get("RANK", "0") == "0":
-        print(message, flush=True)
+    """Print at once: the benchmark takes minutes and every figure should show when it is known."""
+    print(message, flush=True)
 
 
 def parse(argv: list[str]) -> tuple[BenchSettings, list[str]]:

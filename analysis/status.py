@@ -3,7 +3,9 @@
 A Hydra callback (``on_multirun_end``, in the launching process): it reads every run directory
 of the sweep directory, lists runs that failed, diverged, were interrupted or never finished,
 and those another process is training right now, and records the count of problems (not the
-runs training elsewhere) for ``run.py``, which then exits non-zero. Torch-free.
+runs training elsewhere) for ``run.py``, which then exits non-zero. Torch-free. It lives here,
+not among the Hydra plugins, because Hydra re-imports plugin modules when it scans them: a flag
+on a plugin's class would not be the one run.py sees.
 """
 from __future__ import annotations
 

@@ -1,0 +1,299 @@
+"""``python -m freezeout.plan OVERRIDES``: what a sweep will run, before it runs.
+
+Takes the overrides of ``python run.py -m OVERRIDES`` (``-m`` or not: a plan is of the sweep) and
+prints its jobs after the sweeper's de-duplication (Hydra's own override parser and job expansion,
+then ours), each with its run directory ``run_<override_dirname>`` as Hydra names it, its status
+there (``new``, or its ``summary.json``'s), its iterations and the predicted training seconds left;
+then the skipped duplicates and the totals. Nothing is trained: the time model is measured here
+through the engine, once per distinct (model, data, optimizer, batch size, precision...), or read
+from ``--step-times FILE`` (``--save-step-times FILE`` on the sweep's machine). Bad input: one
+line, exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.utils import create_config_search_path
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import setup_globals
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from hydra_plugins.freezeout_launch.placement import register_resolvers
+from hydra_plugins.freezeout_launch.sweeper import FreezeOutSweeper, drop_redundant_baselines
+
+from .cache import FrozenPrefixCache
+from .checkpoint import CHECKPOINT_FILE
+from .config import model_kwargs, register_configs, validate
+from .data import batch_stream, check_sizes, dataset_spec, iterations_per_epoch, load_data
+from .engine import TrainStep
+from .errors import ConfigError
+from .metrics import FINAL_STATUSES, SUMMARY_FILE, RunSummary, write_json_atomic
+from .models import build_model
+from .optim import optimizer_factory
+from .predict import group_costs, measure_stages
+from .provenance import device_name
+from .speedup import flops_speedup, freezing_stages, frozen_groups_at, time_speedup
+from .strategies import ADAPTIVE, strategy_schedule
+from .trainer import build_run_model
+
+REPO = Path(__file__).resolve().parents[1]
+USAGE = "python -m freezeout.plan [-m] [--step-times FILE] [--save-step-times FILE] OVERRIDES..."
+
+
+class PlanError(Exception):
+    """Bad input: one line, exit status 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m freezeout.plan", usage=USAGE, description="What a sweep will "
+                                     "run: its jobs, their status in the sweep dir and predicted training time.")
+    parser.add_argument("-m", "--multirun", action="store_true", help="accepted and ignored (a plan is of a sweep)")
+    parser.add_argument("--step-times", metavar="FILE", help="step times written by --save-step-times: measure nothing")
+    parser.add_argument("--save-step-times", metavar="FILE", help="write the step times used to FILE (JSON)")
+    parser.add_argument("overrides", nargs="*", help="the sweep's overrides, as for run.py")
+    parser.error = lambda message: _fail(f"{message} (usage: {USAGE})")  # one line, not argparse's two
+    args = parser.parse_args(argv)
+    try:
+        plan(args.overrides, args.step_times, args.save_step_times)
+    except PlanError as e:
+        _fail(str(e))
+    return 0
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def plan(overrides: list[str], step_times: str | None = None, save_step_times: str | None = None) -> list[dict]:
+    """Print the plan of the sweep ``overrides`` describe; returns its jobs (dicts, as printed)."""
+    master, loader = _compose(overrides)
+    jobs, skipped = expand_jobs(master, loader)
+    stored = _read_step_times(step_times) if step_times else {}
+    rows = []
+    for number, job in enumerate(jobs):
+        try:
+            rows.append(_job_row(number, job, master, loader, measure=step_times is None))
+        except (ConfigError, HydraException, OmegaConfBaseException, ValueError) as e:  # ValueError: summary
+            raise PlanError(f"job #{number} ({' '.join(job)}): {str(e).strip().splitlines()[0]}") from None
+    todo = [r for r in rows if r["status"] not in FINAL_STATUSES]
+    times = _step_times(todo, stored, measure=step_times is None)
+    for r in todo:
+        r["iterations"], r["seconds"] = _predict(r, times[r["timing"]])
+    if save_step_times:
+        _write_step_times(save_step_times, times)
+    _print(master, rows, skipped, step_times)
+    return rows
+
+
+def _compose(overrides: list[str]):
+    """The sweep's master config, composed as ``run.py -m`` composes it, and Hydra's loader."""
+    os.environ.setdefault("FREEZEOUT_ROOT", str(REPO))  # sweeps/ as a config group, as run.py does
+    setup_globals()  # Hydra's own resolvers (${now:...})
+    register_configs()
+    register_resolvers()
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(REPO / "conf")))
+    try:
+        return loader.load_configuration("config", list(overrides), run_mode=RunMode.MULTIRUN), loader
+    except (HydraException, OmegaConfBaseException) as e:
+        raise PlanError(str(e).strip().splitlines()[0]) from None
+
+
+def expand_jobs(master, loader) -> tuple[list[list[str]], list[tuple[list[str], int]]]:
+    """The sweep's jobs, as its sweeper launches them: ``hydra.sweeper.params`` then the command
+    line's task overrides, expanded by Hydra's BasicSweeper and de-duplicated by ours; and each
+    skipped job with the number of the job that runs in its place."""
+    target = str(master.hydra.sweeper.get("_target_", ""))
+    if not target.endswith((".FreezeOutSweeper", ".BasicSweeper")):
+        raise PlanError(f"hydra.sweeper is {target}; the plan knows the freezeout and basic sweepers only")
+    params = [f"{k}={v}" for k, v in (master.hydra.sweeper.get("params") or {}).items()]
+    try:
+        task = list(master.hydra.overrides.task)  # the command line's, as Hydra hands them to its sweeper
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides(params + task)
+        every = BasicSweeper.split_arguments(parsed, None)[0]
+    except HydraException as e:
+        raise PlanError(str(e).strip().splitlines()[0]) from None
+    if not target.endswith(".FreezeOutSweeper"):
+        return every, []
+    jobs = FreezeOutSweeper.split_arguments(parsed, None)[0]
+    index = {tuple(j): n for n, j in enumerate(jobs)}
+    swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
+    skipped, seen = [], set()
+    for job in every:
+        kept = tuple(drop_redundant_baselines([job])[0])
+        if kept in seen:  # shown by its swept settings: the others are every job's
+            skipped.append(([o for o in job if o.split("=", 1)[0] in swept], index[kept]))
+        seen.add(kept)
+    return jobs, skipped
+
+
+def _job_row(number: int, job: list[str], master, loader, measure: bool) -> dict:
+    """One job: its directory and status there, and what its schedule needs (from its config)."""
+    cfg = loader.load_sweep_config(master, job)
+    run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    summary = RunSummary.read(run_dir / SUMMARY_FILE)
+    row = {"number": number, "overrides": job, "run_dir": run_dir, "name": run_dir.name,
+           "status": summary.status if summary else "new", "summary": summary, "cfg": cfg}
+    validate(cfg, check_device=measure)
+    spec = dataset_spec(cfg.data)
+    ipe = iterations_per_epoch(check_sizes(cfg.data, spec), cfg.batch_size)
+    with torch.device("meta"):  # the layer groups, at no cost
+        groups = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg)).layer_groups()
+    total = cfg.epochs * ipe
+    row["schedule"] = functools.partial(strategy_schedule, cfg.strategy, len(groups), cfg.t_0, cfg.scale_lr, ipe,
+                                        lr=cfg.optimizer.lr)
+    row.update(total=total, times=row["schedule"](total).times, adaptive=cfg.strategy.name in ADAPTIVE,
+               timing=_timing_key(cfg))
+    resumable = summary is not None and (run_dir / CHECKPOINT_FILE).exists()
+    row["start"] = summary.iterations_done if resumable else 0
+    row["iterations"] = summary.iterations if resumable and summary.iterations else total
+    return row
+
+
+def _timing_key(cfg) -> str:
+    """The settings a step's time depends on: jobs that agree on them share one measurement."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    data = ("source", "name", "image_size", "channels", "augment", "kwargs")
+    data += ("subset", "val_size") if c["cache_frozen"] else ()  # the cache's store grows with the images
+    key = {"model": c["model"], "data": {k: c["data"][k] for k in data},
+           "optimizer": {k: v for k, v in c["optimizer"].items() if k != "lr"},
+           **{k: c[k] for k in ("batch_size", "device", "precision", "channels_last", "compile", "cache_frozen",
+                                "cache_memory_gb", "cache_host")}}
+    return json.dumps(key, sort_keys=True)
+
+
+def _step_times(todo: list[dict], stored: dict, measure: bool) -> dict[str, dict]:
+    """Seconds per step by frozen groups (and each stage's one-off start cost), per timing key:
+    read from ``stored``, or measured once per key for every stage its jobs train through."""
+    stages: dict[str, set[int]] = {}
+    for r in todo:
+        stages.setdefault(r["timing"], set()).update(freezing_stages(r["times"]))
+    times = {}
+    for key, needed in stages.items():
+        if not measure:
+            have = stored.get(key)
+            missing = sorted(needed - set(have["stage_seconds"])) if have else sorted(needed)
+            if missing:
+                raise PlanError(f"the step times file has no step time for {_describe(key)} with "
+                                f"{','.join(map(str, missing))} groups frozen; run the plan with --save-step-times "
+                                "on the sweep's machine")
+            times[key] = have
+        else:
+            cfg = next(r["cfg"] for r in todo if r["timing"] == key)
+            print(f"measuring step times: {_describe(key)}, stages {sorted(needed)}", file=sys.stderr)
+            times[key] = _measure(cfg, sorted(needed))
+    return times
+
+
+def _measure(cfg, stages: list[int]) -> dict:
+    """The time model's measurement for one job's settings, as the trainer takes it
+    (``predict_time``): its model, data, optimizer and step, through the engine."""
+    device = validate(cfg)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the trainer
+    model, data = build_run_model(cfg, device), load_data(cfg.data, device)
+
+    def make_step(m, optimizer):
+        cache = FrozenPrefixCache(m, data.train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host) \
+            if cfg.cache_frozen else None
+        return TrainStep(m, optimizer, cfg.precision, device, cfg.compile, cfg.channels_last, cache=cache)
+
+    def make_batches(step):
+        images = data.train_x if step.cache is None else step.cache
+        return batch_stream(images, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment, data.spec.black)
+
+    seconds, events = measure_stages(model, stages, make_batches, optimizer_factory(cfg.optimizer), make_step)
+    return {"stage_seconds": seconds, "event_seconds": events, "device": device_name(device)}
+
+
+def _predict(row: dict, times: dict) -> tuple[int, float]:
+    """(iterations, training seconds left) of a job: the time model integrated over its schedule
+    from where it resumes; a new const_time job first sets its length as the trainer does."""
+    cfg, stage, events = row["cfg"], times["stage_seconds"], times["event_seconds"]
+    total = row["iterations"]
+    if cfg.const_time and row["start"] == 0:  # T' = T / (1 - s), s: time when measured, else flops
+        if cfg.predict_time:
+            s = time_speedup(stage, row["times"], events, row["total"])
+        else:
+            spec = dataset_spec(cfg.data)
+            model = build_run_model(cfg, torch.device("cpu"))
+            s = flops_speedup(group_costs(model, (1, spec.in_channels, *spec.image_size)), row["times"])
+        total = round(row["total"] / (1.0 - s))
+    sched_times = row["schedule"](total).times if total != row["total"] else row["times"]
+    return total, remaining_seconds(stage, events, sched_times, total, row["start"])
+
+
+def remaining_seconds(stage_seconds: dict, event_seconds: dict, times, total: int, start: int = 0) -> float:
+    """Training seconds from iteration ``start`` to ``total`` of a schedule with freezing times
+    ``times``: each stage's step time over the iterations it lasts, plus the start cost of the
+    stages still ahead (at ``start=0``: ``total * stage_seconds[0] * (1 - time_speedup)``)."""
+    bounds = sorted({0.0, 1.0, *(t for t in times if 0.0 < t < 1.0)})
+    seconds = 0.0
+    for a, b in zip(bounds, bounds[1:]):
+        k, lo = frozen_groups_at(a, times), max(a, start / total)
+        if b > lo:
+            seconds += stage_seconds[k] * (b - lo) * total
+            seconds += event_seconds.get(k, 0.0) if k > 0 and a >= start / total else 0.0
+    return seconds
+
+
+def _describe(key: str) -> str:
+    k = json.loads(key)
+    model = " ".join(f"{n}={v}" for n, v in k["model"].items() if n != "name")
+    return (f"{k['model']['name']} ({model}) on {k['data']['name']}, batch {k['batch_size']}, "
+            f"{k['optimizer']['name']}, {k['precision']}, device={k['device']}")
+
+
+def _read_step_times(path: str) -> dict:
+    try:
+        entries = json.loads(Path(path).read_text())["entries"]
+        by_stage = lambda d: {int(k): float(v) for k, v in d.items()}  # noqa: E731 (JSON keys are strings)
+        return {json.dumps(e["key"], sort_keys=True): {
+            "stage_seconds": by_stage(e["stage_seconds"]), "event_seconds": by_stage(e.get("event_seconds", {})),
+            "device": e.get("device")} for e in entries}
+    except OSError as e:
+        raise PlanError(f"cannot read --step-times {path}: {e.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise PlanError(f"--step-times {path} is not a step times file written by --save-step-times "
+                        f"({type(e).__name__}: {e})") from None
+
+
+def _write_step_times(path: str, times: dict) -> None:
+    write_json_atomic(path, {"entries": [{"key": json.loads(k), **v} for k, v in times.items()]})
+    print(f"step times written to {path}", file=sys.stderr)
+
+
+def _print(master, rows: list[dict], skipped: list, step_times: str | None) -> None:
+    print(f"sweep dir: {master.hydra.sweep.dir}")
+    print(f"{'#':>4}  {'status':<11} {'iterations':>12} {'predicted s':>12}  run directory")
+    for r in rows:
+        done = r["status"] in FINAL_STATUSES
+        its = f"{r['summary'].iterations_done}/{r['summary'].iterations}" if done \
+            else f"{r['start']}/{r['iterations']}"
+        secs = "-" if done else f"{r['seconds']:.1f}" + ("*" if r["adaptive"] else "")
+        print(f"{r['number']:>4}  {r['status']:<11} {its:>12} {secs:>12}  {r['name']}")
+    for job, number in skipped:
+        print(f"skipped duplicate: {' '.join(job)} (the same run as #{number})")
+    todo = [r for r in rows if r["status"] not in FINAL_STATUSES]
+    seconds, source = sum(r["seconds"] for r in todo), f"from {step_times}" if step_times else "measured here"
+    print(f"jobs: {len(rows)}, done: {len(rows) - len(todo)}, to run: {len(todo)}; predicted training time "
+          f"{seconds / 3600:.2f} h ({seconds:.0f} s; step times {source})")
+    if any(r["adaptive"] for r in todo):
+        print("*: an adaptive rule's schedule is known only once it runs: its time freezes nothing (an upper bound)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
