@@ -94,14 +94,15 @@ class _JobPrefix(logging.Filter):
         return True
 
 
-_JOB_PREFIX = _JobPrefix()
-
-
 def prefix_log_lines(name: str) -> None:
-    """From now on, the harness's log lines (console and run.log) start with ``[name]``."""
-    _JOB_PREFIX.job = name
-    if _JOB_PREFIX not in log.filters:  # once per process: a launcher may run many jobs in one
-        log.addFilter(_JOB_PREFIX)
+    """From now on, the harness's log lines (console and run.log) start with ``[name]``. One
+    filter per process, found by its class name: a launcher's worker runs many jobs, each with
+    its own unpickled copy of this module."""
+    prefix = next((f for f in log.filters if type(f).__name__ == "_JobPrefix"), None)
+    if prefix is None:
+        prefix = _JobPrefix()
+        log.addFilter(prefix)
+    prefix.job = name
 
 
 def _record_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:

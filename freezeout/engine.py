@@ -200,31 +200,34 @@ def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batc
                           steps: int = 4, chunks: int = 3, warmup: int = 2) -> StageTimings:
     """Seconds per training step with the first ``k`` groups frozen, for each ``k`` in ``stages``.
 
-    Each stage runs the engine's own loop (controller call, step, loss read-back at the end)
-    ``warmup`` steps untimed, then ``chunks`` timed runs of ``steps`` steps. Works on one deep copy
-    of ``model``, frozen further stage by stage as in training, so the caller's model and its
-    statistics stay untouched. ``make_controller(groups)`` returns a controller whose schedule
-    freezes nothing by itself within the measurement; ``make_step(model, optimizer)`` the step;
-    ``make_batches(step)`` the endless batch stream it trains on.
+    ``chunks`` passes over the stages: each pass takes a fresh deep copy of ``model`` (the
+    caller's model and its statistics stay untouched), freezes it further stage by stage as in
+    training, and at each stage runs the engine's own loop (controller call, step, loss read-back)
+    ``warmup`` steps untimed, then ``steps`` timed steps. Each stage's samples thus come from
+    different passes, so a slow spell of a shared machine hits every stage alike instead of
+    tilting the ratios. ``make_controller(groups)`` returns a controller whose schedule freezes
+    nothing by itself; ``make_step(model, optimizer)`` the step; ``make_batches(step)`` the
+    endless batch stream it trains on. ``event_seconds[k]``: the median over passes.
     """
-    probe = copy.deepcopy(model).train()
-    controller = make_controller(probe.layer_groups())
-    step = make_step(probe, controller.optimizer)
-    batches = make_batches(step)
-    timings = StageTimings({}, {})
-    for k in sorted(set(stages)):
-        controller.freeze_prefix(k)
-        synchronize(step.device)
-        start = time.perf_counter()
-        step.on_freeze(k)  # as the loop does at a freezing event
-        synchronize(step.device)
-        timings.event_seconds[k] = time.perf_counter() - start
-        run_iterations(step, controller, batches, 0, warmup, log_every=max(warmup, 1))
-        timings.samples[k] = []
-        for _ in range(chunks):
+    stages = sorted(set(stages))
+    samples: dict[int, list[float]] = {k: [] for k in stages}
+    events: dict[int, list[float]] = {k: [] for k in stages}
+    for _ in range(chunks):
+        probe = copy.deepcopy(model).train()
+        controller = make_controller(probe.layer_groups())
+        step = make_step(probe, controller.optimizer)
+        batches = make_batches(step)
+        for k in stages:
+            controller.freeze_prefix(k)
+            synchronize(step.device)
+            start = time.perf_counter()
+            step.on_freeze(k)  # as the loop does at a freezing event
+            synchronize(step.device)
+            events[k].append(time.perf_counter() - start)
+            run_iterations(step, controller, batches, 0, warmup, log_every=max(warmup, 1))
             r = run_iterations(step, controller, batches, 0, steps, log_every=steps)
-            timings.samples[k].append(r.seconds / r.steps)
-    return timings
+            samples[k].append(r.seconds / r.steps)
+    return StageTimings(samples, {k: statistics.median(v) for k, v in events.items()})
 
 
 def median_stage_seconds(samples: dict[int, list[float]]) -> dict[int, float]:

@@ -183,16 +183,18 @@ def predict_run(cfg, model: nn.Module, data, costs: Sequence[float], times: Sequ
     return predicted
 
 
-#: The time model's default measurement: per stage 2 warm-up steps, then 3 chunks of 4 steps.
+#: The time model's default measurement: 3 passes over the stages, each stage 2 warm-up steps
+#: then 4 timed steps a pass.
 FULL_TIMING = {"warmup": 2, "chunks": 3, "steps": 4}
 
 
 def time_model_budget(stages: int, total_iters: int, share: float) -> dict[str, int] | None:
     """How the time model measures so that it costs at most ``share`` of a run's iterations (a
     frozen stage's step costs no more than a training step): the full measurement when it fits,
-    else one warm-up step and one shorter chunk per stage, else None (skip it: too short a run)."""
+    else one pass of one warm-up step and a shorter chunk per stage, else None (skip it: too short
+    a run)."""
     per_stage = int(share * total_iters) // max(stages, 1)
-    full = FULL_TIMING["warmup"] + FULL_TIMING["chunks"] * FULL_TIMING["steps"]
+    full = FULL_TIMING["chunks"] * (FULL_TIMING["warmup"] + FULL_TIMING["steps"])
     if per_stage >= full:
         return dict(FULL_TIMING)
     if per_stage >= 3:

@@ -7,7 +7,7 @@ default benchmark run (the quickstart model on 4,096 Fashion-MNIST images, 3 epo
 figure is printed when measured and all are written to ``bench.out`` as JSON, with pass/fail.
 
 Sections:
-  realisation   real train() runs, baseline and FreezeOut alternating (B F F, B F F, ...); each
+  realisation   real train() runs, baseline and FreezeOut alternating (B F F, F F B, ...); each
                 FreezeOut run measures its own time-model prediction, as predict_time=true does.
                 Target: measured / time-predicted speedup in 0.95-1.05 (median over rounds).
   throughput    images per second of those runs (best round).

@@ -24,7 +24,7 @@ REALISATION_TARGET, OVERHEAD_TARGET, FROZEN_PREFIX_TARGET = (0.95, 1.05), 1.03, 
 
 
 def realisation(s, overrides: list[str], workdir: Path) -> dict:
-    """Real ``train()`` runs, alternating baseline and FreezeOut (B F F B F F ...), each FreezeOut
+    """Real ``train()`` runs, alternating baseline and FreezeOut (B F F, F F B, ...), each FreezeOut
     run measuring its own time-model prediction as a user's run does (``predict_time=true``).
     Per repeat: measured speedup = 1 - F / B seconds of that round; the realisation is the median
     over repeats of measured / predicted."""
@@ -33,8 +33,8 @@ def realisation(s, overrides: list[str], workdir: Path) -> dict:
     labels = ["baseline", *(f"t_0={t}" for t in s.t0)]
     runs = []
     say(f"realisation: train() runs, {s.repeats} round(s) of {' '.join(labels)}")
-    for r in range(s.repeats):
-        for label, t in zip(labels, [None, *s.t0]):
+    for r in range(s.repeats):  # B F F, F F B, B F F, ...: a drift through a round hits no label alone
+        for label, t in list(zip(labels, [None, *s.t0]))[::1 if r % 2 == 0 else -1]:
             extra = ["strategy=none"] if t is None else [f"strategy={s.strategy}", f"t_0={t}", "predict_time=true",
                                                           "predict_time_share=1.0"]  # always measured here
             summary = train(compose_run(overrides, *extra), workdir / f"round{r}-{label}")
