@@ -26,7 +26,7 @@ from .devices import peak_memory_mb
 from .engine import TrainStep, evaluate, run_iterations
 from .freezer import FreezeOut
 from .interrupt import Interrupted
-from .metrics import METRICS_FILE, SUMMARY_FILE, RunSummary, append_metrics
+from .metrics import METRICS_FILE, RunSummary, append_metrics
 from .progress import Progress
 
 log = logging.getLogger("freezeout")

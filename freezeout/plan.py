@@ -32,27 +32,18 @@ from omegaconf.errors import OmegaConfBaseException
 from hydra_plugins.freezeout_launch.placement import register_resolvers
 from hydra_plugins.freezeout_launch.sweeper import FreezeOutSweeper, drop_redundant_baselines
 
-from .cache import FrozenPrefixCache
 from .checkpoint import CHECKPOINT_FILE
 from .config import model_kwargs, register_configs, validate
-from .data import batch_stream, check_sizes, dataset_spec, iterations_per_epoch, load_data
-from .engine import TrainStep
+from .data import check_sizes, dataset_spec, iterations_per_epoch
 from .errors import ConfigError
-from .metrics import FINAL_STATUSES, SUMMARY_FILE, RunSummary, write_json_atomic
+from .metrics import FINAL_STATUSES, SUMMARY_FILE, RunSummary
 from .models import build_model
-from .optim import optimizer_factory
-from .predict import group_costs, measure_stages
-from .provenance import device_name
-from .speedup import flops_speedup, freezing_stages, frozen_groups_at, time_speedup
+from .models.factory import build_external, model_kind
+from .steptimes import PlanError, predict_row, read_step_times, step_times_of, write_step_times
 from .strategies import ADAPTIVE, strategy_schedule
-from .trainer import build_run_model
 
 REPO = Path(__file__).resolve().parents[1]
 USAGE = "python -m freezeout.plan [-m] [--step-times FILE] [--save-step-times FILE] OVERRIDES..."
-
-
-class PlanError(Exception):
-    """Bad input: one line, exit status 2."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +71,7 @@ def plan(overrides: list[str], step_times: str | None = None, save_step_times: s
     """Print the plan of the sweep ``overrides`` describe; returns its jobs (dicts, as printed)."""
     master, loader = _compose(overrides)
     jobs, skipped = expand_jobs(master, loader)
-    stored = _read_step_times(step_times) if step_times else {}
+    stored = read_step_times(step_times) if step_times else {}
     rows = []
     for number, job in enumerate(jobs):
         try:
@@ -88,11 +79,11 @@ def plan(overrides: list[str], step_times: str | None = None, save_step_times: s
         except (ConfigError, HydraException, OmegaConfBaseException, ValueError) as e:  # ValueError: summary
             raise PlanError(f"job #{number} ({' '.join(job)}): {str(e).strip().splitlines()[0]}") from None
     todo = [r for r in rows if r["status"] not in FINAL_STATUSES]
-    times = _step_times(todo, stored, measure=step_times is None)
+    times = step_times_of(todo, stored, measure=step_times is None)
     for r in todo:
-        r["iterations"], r["seconds"] = _predict(r, times[r["timing"]])
+        r["iterations"], r["seconds"] = predict_row(r, times[r["timing"]])
     if save_step_times:
-        _write_step_times(save_step_times, times)
+        write_step_times(save_step_times, times)
     _print(master, rows, skipped, step_times)
     return rows
 
@@ -150,8 +141,7 @@ def _job_row(number: int, job: list[str], master, loader, measure: bool) -> dict
     validate(cfg, check_device=measure)
     spec = dataset_spec(cfg.data)
     ipe = iterations_per_epoch(check_sizes(cfg.data, spec), cfg.batch_size)
-    with torch.device("meta"):  # the layer groups, at no cost
-        groups = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg)).layer_groups()
+    groups = _layer_groups(cfg, spec)
     total = cfg.epochs * ipe
     row["schedule"] = functools.partial(strategy_schedule, cfg.strategy, len(groups), cfg.t_0, cfg.scale_lr, ipe,
                                         lr=cfg.optimizer.lr)
@@ -161,6 +151,17 @@ def _job_row(number: int, job: list[str], master, loader, measure: bool) -> dict
     row["start"] = summary.iterations_done if resumable else 0
     row["iterations"] = summary.iterations if resumable and summary.iterations else total
     return row
+
+
+def _layer_groups(cfg, spec) -> list:
+    """A job's layer groups: a built-in model's on the meta device, at no cost; a library or
+    custom model's from a real build on the CPU (they are found on a forward pass)."""
+    if model_kind(cfg.model) == "builtin":
+        with torch.device("meta"):
+            return build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg)).layer_groups()
+    with torch.random.fork_rng(devices=[]):
+        return build_external(cfg.model, spec.num_classes, spec.in_channels, tuple(spec.image_size),
+                              pretrained=False).layer_groups()
 
 
 def _timing_key(cfg) -> str:
@@ -173,107 +174,6 @@ def _timing_key(cfg) -> str:
            **{k: c[k] for k in ("batch_size", "device", "precision", "channels_last", "compile", "cache_frozen",
                                 "cache_memory_gb", "cache_host")}}
     return json.dumps(key, sort_keys=True)
-
-
-def _step_times(todo: list[dict], stored: dict, measure: bool) -> dict[str, dict]:
-    """Seconds per step by frozen groups (and each stage's one-off start cost), per timing key:
-    read from ``stored``, or measured once per key for every stage its jobs train through."""
-    stages: dict[str, set[int]] = {}
-    for r in todo:
-        stages.setdefault(r["timing"], set()).update(freezing_stages(r["times"]))
-    times = {}
-    for key, needed in stages.items():
-        if not measure:
-            have = stored.get(key)
-            missing = sorted(needed - set(have["stage_seconds"])) if have else sorted(needed)
-            if missing:
-                raise PlanError(f"the step times file has no step time for {_describe(key)} with "
-                                f"{','.join(map(str, missing))} groups frozen; run the plan with --save-step-times "
-                                "on the sweep's machine")
-            times[key] = have
-        else:
-            cfg = next(r["cfg"] for r in todo if r["timing"] == key)
-            print(f"measuring step times: {_describe(key)}, stages {sorted(needed)}", file=sys.stderr)
-            times[key] = _measure(cfg, sorted(needed))
-    return times
-
-
-def _measure(cfg, stages: list[int]) -> dict:
-    """The time model's measurement for one job's settings, as the trainer takes it
-    (``predict_time``): its model, data, optimizer and step, through the engine."""
-    device = validate(cfg)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the trainer
-    model, data = build_run_model(cfg, device), load_data(cfg.data, device)
-
-    def make_step(m, optimizer):
-        cache = FrozenPrefixCache(m, data.train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host) \
-            if cfg.cache_frozen else None
-        return TrainStep(m, optimizer, cfg.precision, device, cfg.compile, cfg.channels_last, cache=cache)
-
-    def make_batches(step):
-        images = data.train_x if step.cache is None else step.cache
-        return batch_stream(images, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment, data.spec.black)
-
-    seconds, events = measure_stages(model, stages, make_batches, optimizer_factory(cfg.optimizer), make_step)
-    return {"stage_seconds": seconds, "event_seconds": events, "device": device_name(device)}
-
-
-def _predict(row: dict, times: dict) -> tuple[int, float]:
-    """(iterations, training seconds left) of a job: the time model integrated over its schedule
-    from where it resumes; a new const_time job first sets its length as the trainer does."""
-    cfg, stage, events = row["cfg"], times["stage_seconds"], times["event_seconds"]
-    total = row["iterations"]
-    if cfg.const_time and row["start"] == 0:  # T' = T / (1 - s), s: time when measured, else flops
-        if cfg.predict_time:
-            s = time_speedup(stage, row["times"], events, row["total"])
-        else:
-            spec = dataset_spec(cfg.data)
-            model = build_run_model(cfg, torch.device("cpu"))
-            s = flops_speedup(group_costs(model, (1, spec.in_channels, *spec.image_size)), row["times"])
-        total = round(row["total"] / (1.0 - s))
-    sched_times = row["schedule"](total).times if total != row["total"] else row["times"]
-    return total, remaining_seconds(stage, events, sched_times, total, row["start"])
-
-
-def remaining_seconds(stage_seconds: dict, event_seconds: dict, times, total: int, start: int = 0) -> float:
-    """Training seconds from iteration ``start`` to ``total`` of a schedule with freezing times
-    ``times``: each stage's step time over the iterations it lasts, plus the start cost of the
-    stages still ahead (at ``start=0``: ``total * stage_seconds[0] * (1 - time_speedup)``)."""
-    bounds = sorted({0.0, 1.0, *(t for t in times if 0.0 < t < 1.0)})
-    seconds = 0.0
-    for a, b in zip(bounds, bounds[1:]):
-        k, lo = frozen_groups_at(a, times), max(a, start / total)
-        if b > lo:
-            seconds += stage_seconds[k] * (b - lo) * total
-            seconds += event_seconds.get(k, 0.0) if k > 0 and a >= start / total else 0.0
-    return seconds
-
-
-def _describe(key: str) -> str:
-    k = json.loads(key)
-    model = " ".join(f"{n}={v}" for n, v in k["model"].items() if n != "name")
-    return (f"{k['model']['name']} ({model}) on {k['data']['name']}, batch {k['batch_size']}, "
-            f"{k['optimizer']['name']}, {k['precision']}, device={k['device']}")
-
-
-def _read_step_times(path: str) -> dict:
-    try:
-        entries = json.loads(Path(path).read_text())["entries"]
-        by_stage = lambda d: {int(k): float(v) for k, v in d.items()}  # noqa: E731 (JSON keys are strings)
-        return {json.dumps(e["key"], sort_keys=True): {
-            "stage_seconds": by_stage(e["stage_seconds"]), "event_seconds": by_stage(e.get("event_seconds", {})),
-            "device": e.get("device")} for e in entries}
-    except OSError as e:
-        raise PlanError(f"cannot read --step-times {path}: {e.strerror}") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise PlanError(f"--step-times {path} is not a step times file written by --save-step-times "
-                        f"({type(e).__name__}: {e})") from None
-
-
-def _write_step_times(path: str, times: dict) -> None:
-    write_json_atomic(path, {"entries": [{"key": json.loads(k), **v} for k, v in times.items()]})
-    print(f"step times written to {path}", file=sys.stderr)
 
 
 def _print(master, rows: list[dict], skipped: list, step_times: str | None) -> None:

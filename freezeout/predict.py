@@ -146,8 +146,6 @@ def predict_run(cfg, model: nn.Module, data, costs: Sequence[float], times: Sequ
     shard of each batch, gradients all-reduced), and all take rank 0's figure: a const_time run's
     length must agree."""
     from . import distributed
-    from .cache import FrozenPrefixCache
-    from .data import batch_stream
     from .schedule import STRATEGIES as FREEZEOUT_STRATEGIES
 
     paper = None
@@ -156,17 +154,7 @@ def predict_run(cfg, model: nn.Module, data, costs: Sequence[float], times: Sequ
     predicted = {"flops": flops_speedup(costs, times), "paper": paper, "time": None}
     if not cfg.predict_time:
         return predicted
-
-    def make_run_step(m, optimizer):
-        cache = FrozenPrefixCache(m, data.train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host) \
-            if cfg.cache_frozen else None
-        return make_step(m, optimizer, cache=cache)
-
-    def make_batches(step):
-        images = data.train_x if step.cache is None else step.cache
-        return batch_stream(images, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment, data.spec.black,
-                            distributed.shard())
-
+    make_run_step, make_batches = run_timing_inputs(cfg, data, make_step)
     timing = time_model_budget(len(freezing_stages(times)), total_iters, cfg.predict_time_share)
     if timing is None:
         log.warning("time model skipped: measuring its %d stages would cost more than predict_time_share=%g of "
@@ -181,6 +169,27 @@ def predict_run(cfg, model: nn.Module, data, costs: Sequence[float], times: Sequ
     predicted["time"] = distributed.broadcast(predicted["time"])
     log.info("time-model speedup %.1f%% (measured in %.1f s)", 100 * predicted["time"], time.perf_counter() - start)
     return predicted
+
+
+def run_timing_inputs(cfg, data, make_step) -> tuple[Callable, Callable]:
+    """What the time model times for a run: ``make_step(model, optimizer)`` with the run's cache
+    when it has one, and ``make_batches(step)``, the run's batches (from the cache's store for a
+    cached step) on a stream seeded apart from the run's, sharded as the run's."""
+    from . import distributed
+    from .cache import FrozenPrefixCache
+    from .data import batch_stream
+
+    def make_run_step(m, optimizer):
+        cache = FrozenPrefixCache(m, data.train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host) \
+            if cfg.cache_frozen else None
+        return make_step(m, optimizer, cache=cache)
+
+    def make_batches(step):
+        images = data.train_x if step.cache is None else step.cache
+        return batch_stream(images, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment, data.spec.black,
+                            distributed.shard())
+
+    return make_run_step, make_batches
 
 
 #: The time model's default measurement: 3 passes over the stages, each stage 2 warm-up steps

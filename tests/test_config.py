@@ -69,16 +69,41 @@ def test_validate_names_key_and_value(override, needle):
         validate(cfg)
 
 
-@pytest.mark.parametrize("name", ["strategies", "t0_grid", "const_time", "fmnist_cpu"])
+@pytest.mark.parametrize("name", ["strategies", "t0_grid", "const_time", "fmnist_cpu", "study"])
 def test_named_sweeps_compose_and_include_the_baseline(name):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"sweeps={name}"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params
-    assert "none" in params.strategy.split(",") and len(params.strategy.split(",")) >= 2
+    assert params.strategy.split(",")[0] == "none" and len(params.strategy.split(",")) >= 2  # baselines first
     assert len(str(params.seed).split(",")) >= 2
     assert cfg.hydra.sweeper._target_.endswith("FreezeOutSweeper")
 
 
+def test_the_study_covers_every_rule_on_two_architectures_and_its_cache_runs_pair_with_its_baselines():
+    from freezeout.runkeys import FREEZEOUT_KEYS
+    from freezeout.runkeys import flatten, under
+
+    def compose_job(*overrides):
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+    study = compose_job("sweeps=study").hydra.sweeper.params
+    assert set(study.strategy.split(",")) == {"none", "linear", "squared", "cubic", "layer_freezing", "autofreeze"}
+    assert study.scale_lr == "true,false" and len(study.t_0.split(",")) >= 2 and len(study.seed.split(",")) >= 3
+    archs = study.experiment.split(",")
+    models = {compose_job("sweeps=study", f"experiment={a}").model.get("kind", "builtin") for a in archs}
+    assert models == {"builtin", "timm"}  # a DenseNet-BC and a library model
+    cache = compose_job("sweeps=study_cache")
+    assert cache.hydra.sweeper.params.cache_frozen == "true" and cache.hydra.sweeper.params.experiment == archs[0]
+    # a cached run of the study's DenseNet and the study's own baseline differ in FreezeOut keys only
+    from omegaconf import OmegaConf
+    a = flatten(OmegaConf.to_container(compose_job("sweeps=study", f"experiment={archs[0]}", "strategy=none")))
+    b = flatten(OmegaConf.to_container(compose_job("sweeps=study_cache", f"experiment={archs[0]}", "strategy=cubic",
+                                                   "cache_frozen=true", "t_0=0.5")))
+    assert sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith("hydra")) and all(
+        under(k, FREEZEOUT_KEYS) for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith("hydra"))
+
+
 def test_every_file_in_sweeps_is_tested():
     assert sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml")) == sorted(
-        ["strategies", "t0_grid", "const_time", "fmnist_cpu"])
+        ["strategies", "t0_grid", "const_time", "fmnist_cpu", "study", "study_cache"])

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import TINY, run_cli
 from freezeout.metrics import RunSummary
-from freezeout.plan import _compose, expand_jobs, main, plan, remaining_seconds
+from freezeout.plan import _compose, expand_jobs, main, plan
+from freezeout.steptimes import remaining_seconds
 from freezeout.speedup import freezing_stages, time_speedup
 
 pytestmark = pytest.mark.usefixtures("one_thread")

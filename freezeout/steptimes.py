@@ -1,0 +1,119 @@
+"""The sweep plan's step times (``python -m freezeout.plan``): measured here once per distinct
+(model, data, optimizer, batch size, precision...) through the engine, as the trainer's time
+model takes them, or read from a file an earlier plan wrote; and a job's training seconds left.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .config import validate
+from .data import dataset_spec, load_data
+from .engine import TrainStep
+from .metrics import write_json_atomic
+from .optim import optimizer_factory
+from .predict import group_costs, measure_stages, run_timing_inputs
+from .provenance import device_name
+from .speedup import flops_speedup, freezing_stages, frozen_groups_at, time_speedup
+from .trainer import build_run_model
+
+
+class PlanError(Exception):
+    """Bad input: one line, exit status 2."""
+
+
+def step_times_of(todo: list[dict], stored: dict, measure: bool) -> dict[str, dict]:
+    """Seconds per step by frozen groups (and each stage's one-off start cost), per timing key:
+    read from ``stored``, or measured once per key for every stage its jobs train through."""
+    stages: dict[str, set[int]] = {}
+    for r in todo:
+        stages.setdefault(r["timing"], set()).update(freezing_stages(r["times"]))
+    times = {}
+    for key, needed in stages.items():
+        if not measure:
+            have = stored.get(key)
+            missing = sorted(needed - set(have["stage_seconds"])) if have else sorted(needed)
+            if missing:
+                raise PlanError(f"the step times file has no step time for {_describe(key)} with "
+                                f"{','.join(map(str, missing))} groups frozen; run the plan with --save-step-times "
+                                "on the sweep's machine")
+            times[key] = have
+        else:
+            cfg = next(r["cfg"] for r in todo if r["timing"] == key)
+            print(f"measuring step times: {_describe(key)}, stages {sorted(needed)}", file=sys.stderr)
+            times[key] = _measure(cfg, sorted(needed))
+    return times
+
+
+def _measure(cfg, stages: list[int]) -> dict:
+    """The time model's measurement for one job's settings, as the trainer takes it
+    (``predict_time``): its model, data, optimizer and step, through the engine."""
+    device = validate(cfg)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the trainer
+    model, data = build_run_model(cfg, device), load_data(cfg.data, device)
+    make_step, make_batches = run_timing_inputs(cfg, data, functools.partial(
+        TrainStep, precision=cfg.precision, device=device, compile_model=cfg.compile, channels_last=cfg.channels_last))
+    seconds, events = measure_stages(model, stages, make_batches, optimizer_factory(cfg.optimizer), make_step)
+    return {"stage_seconds": seconds, "event_seconds": events, "device": device_name(device)}
+
+
+def predict_row(row: dict, times: dict) -> tuple[int, float]:
+    """(iterations, training seconds left) of a job: the time model integrated over its schedule
+    from where it resumes; a new const_time job first sets its length as the trainer does."""
+    cfg, stage, events = row["cfg"], times["stage_seconds"], times["event_seconds"]
+    total = row["iterations"]
+    if cfg.const_time and row["start"] == 0:  # T' = T / (1 - s), s: time when measured, else flops
+        if cfg.predict_time:
+            s = time_speedup(stage, row["times"], events, row["total"])
+        else:
+            spec = dataset_spec(cfg.data)
+            model = build_run_model(cfg, torch.device("cpu"))
+            s = flops_speedup(group_costs(model, (1, spec.in_channels, *spec.image_size)), row["times"])
+        total = round(row["total"] / (1.0 - s))
+    sched_times = row["schedule"](total).times if total != row["total"] else row["times"]
+    return total, remaining_seconds(stage, events, sched_times, total, row["start"])
+
+
+def remaining_seconds(stage_seconds: dict, event_seconds: dict, times, total: int, start: int = 0) -> float:
+    """Training seconds from iteration ``start`` to ``total`` of a schedule with freezing times
+    ``times``: each stage's step time over the iterations it lasts, plus the start cost of the
+    stages still ahead (at ``start=0``: ``total * stage_seconds[0] * (1 - time_speedup)``)."""
+    bounds = sorted({0.0, 1.0, *(t for t in times if 0.0 < t < 1.0)})
+    seconds = 0.0
+    for a, b in zip(bounds, bounds[1:]):
+        k, lo = frozen_groups_at(a, times), max(a, start / total)
+        if b > lo:
+            seconds += stage_seconds[k] * (b - lo) * total
+            seconds += event_seconds.get(k, 0.0) if k > 0 and a >= start / total else 0.0
+    return seconds
+
+
+def _describe(key: str) -> str:
+    k = json.loads(key)
+    model = " ".join(f"{n}={v}" for n, v in k["model"].items() if n != "name")
+    return (f"{k['model']['name']} ({model}) on {k['data']['name']}, batch {k['batch_size']}, "
+            f"{k['optimizer']['name']}, {k['precision']}, device={k['device']}")
+
+
+def read_step_times(path: str) -> dict:
+    try:
+        entries = json.loads(Path(path).read_text())["entries"]
+        by_stage = lambda d: {int(k): float(v) for k, v in d.items()}  # noqa: E731 (JSON keys are strings)
+        return {json.dumps(e["key"], sort_keys=True): {
+            "stage_seconds": by_stage(e["stage_seconds"]), "event_seconds": by_stage(e.get("event_seconds", {})),
+            "device": e.get("device")} for e in entries}
+    except OSError as e:
+        raise PlanError(f"cannot read --step-times {path}: {e.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise PlanError(f"--step-times {path} is not a step times file written by --save-step-times "
+                        f"({type(e).__name__}: {e})") from None
+
+
+def write_step_times(path: str, times: dict) -> None:
+    write_json_atomic(path, {"entries": [{"key": json.loads(k), **v} for k, v in times.items()]})
+    print(f"step times written to {path}", file=sys.stderr)
