@@ -59,6 +59,8 @@ class RunSummary:
     # Predictions beside the measurement: fraction of training time saved, by model.
     predicted_speedup: dict = field(default_factory=lambda: {"flops": None, "paper": None, "time": None})
     const_time_prediction: Optional[str] = None  # which prediction set T' with const_time
+    # The time model's measurement (predict_time), before training: seconds a step, by frozen groups ("0": none).
+    step_seconds: Optional[dict] = None
     # Runs on several processes: bytes of gradients all-reduced per step, by frozen groups ("0": none).
     allreduce_bytes_per_step: Optional[dict] = None
     # Results.

@@ -1,8 +1,8 @@
 """Predicted speedups on a real model: forward FLOPs counted per layer group, step times measured
 per freezing stage through the engine, fed to the formulas of :mod:`freezeout.speedup`.
 
-``calc_speedup`` is the public entry point; the trainer and the benchmark use
-:func:`group_costs` and :func:`time_model` directly with the run's own schedule and settings.
+``calc_speedup`` is the public entry point; the trainer uses :func:`group_costs`,
+:func:`measure_run` and :func:`predict_run` with the run's own schedule and settings.
 """
 from __future__ import annotations
 
@@ -136,38 +136,47 @@ def calc_speedup(model: nn.Module, input_shape: Sequence[int], t_0: float, strat
     raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(METHODS)}")
 
 
-def predict_run(cfg, model: nn.Module, data, costs: Sequence[float], times: Sequence[float],
-                make_optimizer: OptimizerFactory, make_step, total_iters: int) -> dict[str, float | None]:
+def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimizer: OptimizerFactory, make_step,
+                total_iters: int) -> tuple[dict[int, float], dict[int, float]] | None:
+    """The time model's measurement for a run (``predict_time``), taken before it trains: seconds
+    per step with the first ``k`` groups frozen for each ``k`` in ``stages``, and each stage's
+    one-off start cost, on the run's own device, model, batch size, optimizer and step settings
+    (the cache included), from its own batch stream and without touching the run's random streams
+    (so a run trains the same with or without it). None when ``predict_time`` is off or measuring
+    would cost more than ``predict_time_share`` of the run. On several processes the steps it
+    times are the distributed ones (a shard of each batch, gradients all-reduced)."""
+    if not cfg.predict_time:
+        return None
+    make_run_step, make_batches = run_timing_inputs(cfg, data, make_step)
+    timing = time_model_budget(len(stages), total_iters, cfg.predict_time_share)
+    if timing is None:
+        log.warning("time model skipped: measuring its %d stages would cost more than predict_time_share=%g of "
+                    "the run's %d iterations (raise it, or train longer)", len(stages), cfg.predict_time_share,
+                    total_iters)
+        return None
+    device, start = data.train_x.device, time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        measured = measure_stages(model, stages, make_batches, make_optimizer, make_run_step, **timing)
+    log.info("time model: %d stages measured in %.1f s", len(stages), time.perf_counter() - start)
+    return measured
+
+
+def predict_run(cfg, model: nn.Module, input_shape: Sequence[int], costs: Sequence[float], times: Sequence[float],
+                step_times: tuple[dict[int, float], dict[int, float]] | None, total_iters: int) -> dict:
     """A run's predicted speedups for its schedule's ``times``: flops always, paper where it is
-    defined (a FreezeOut strategy on DenseNet-BC 32x32), time with ``predict_time``, measured on
-    the run's own device, model, batch size, optimizer and step settings (the cache included),
-    from its own batch stream and without touching the run's random streams (so a run trains the
-    same with or without it). On several processes the steps it times are the distributed ones (a
-    shard of each batch, gradients all-reduced), and all take rank 0's figure: a const_time run's
-    length must agree."""
+    defined (a FreezeOut strategy on DenseNet-BC 32x32), time from ``step_times`` (see
+    :func:`measure_run`) when they were measured. On several processes all take rank 0's time
+    figure: a const_time run's length must agree."""
     from . import distributed
     from .schedule import STRATEGIES as FREEZEOUT_STRATEGIES
 
     paper = None
     if cfg.strategy.name in FREEZEOUT_STRATEGIES:
-        paper = paper_prediction(model, (1, *data.train_x.shape[1:]), cfg.t_0, cfg.strategy.name)
+        paper = paper_prediction(model, input_shape, cfg.t_0, cfg.strategy.name)
     predicted = {"flops": flops_speedup(costs, times), "paper": paper, "time": None}
-    if not cfg.predict_time:
-        return predicted
-    make_run_step, make_batches = run_timing_inputs(cfg, data, make_step)
-    timing = time_model_budget(len(freezing_stages(times)), total_iters, cfg.predict_time_share)
-    if timing is None:
-        log.warning("time model skipped: measuring its %d stages would cost more than predict_time_share=%g of "
-                    "the run's %d iterations (raise it, or train longer)", len(freezing_stages(times)),
-                    cfg.predict_time_share, total_iters)
-        return predicted
-    device = data.train_x.device
-    start = time.perf_counter()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        predicted["time"], _ = time_model(model, times, make_batches, make_optimizer, make_run_step, total_iters,
-                                          **timing)
-    predicted["time"] = distributed.broadcast(predicted["time"])
-    log.info("time-model speedup %.1f%% (measured in %.1f s)", 100 * predicted["time"], time.perf_counter() - start)
+    if step_times is not None:
+        predicted["time"] = distributed.broadcast(time_speedup(step_times[0], times, step_times[1], total_iters))
+        log.info("time-model speedup %.1f%%", 100 * predicted["time"])
     return predicted
 
 

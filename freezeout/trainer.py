@@ -35,11 +35,12 @@ from .metrics import (COMPLETED, DIVERGED, FAILED, FINAL_STATUSES, INTERRUPTED, 
                       RunSummary, read_metrics, rewrite_metrics)
 from .models import factory
 from .optim import optimizer_factory
-from .predict import group_costs, predict_run
+from .predict import group_costs, measure_run, predict_run
 from .provenance import device_name, git_revision, library_versions
 from .rundir import hydra_output_dir, prior_run
 from .runlock import hold_run_lock
 from .schedule import Schedule
+from .speedup import freezing_stages
 from .strategies import ADAPTIVE, realised_times, strategy_schedule
 
 log = logging.getLogger("freezeout")
@@ -85,9 +86,13 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop) -> RunSum
     costs = group_costs(model, (1, *data.train_x.shape[1:]))
     log.info("layer groups (%s):\n%s", getattr(model, "grouping", "declared by the model"),
              format_report(grouping_rows(groups, costs, schedule.times)))
+    # The time model measures the untrained model before training: an adaptive rule's every possible stage.
+    adaptive, input_shape = cfg.strategy.name in ADAPTIVE, (1, *data.train_x.shape[1:])
+    stages = range(len(groups)) if adaptive else freezing_stages(schedule.times)
+    step_times = measure_run(cfg, model, data, stages, make_optimizer, make_step, total_iters)
     predicted = {"flops": None, "paper": None, "time": None}  # an adaptive rule's: known once it has run
-    if cfg.strategy.name not in ADAPTIVE:
-        predicted = predict_run(cfg, model, data, costs, schedule.times, make_optimizer, make_step, total_iters)
+    if not adaptive:
+        predicted = predict_run(cfg, model, input_shape, costs, schedule.times, step_times, total_iters)
     if cfg.const_time:  # spend the baseline's budget: T' = T / (1 - s) (DESIGN §1 "const_time")
         const_time_prediction = "time" if predicted["time"] is not None else "flops"
         total_iters = round(total_iters / (1.0 - predicted[const_time_prediction]))
@@ -100,6 +105,8 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop) -> RunSum
     generator = torch.Generator(device=device).manual_seed(cfg.seed)  # the same on every process
 
     summary = _new_summary(cfg, model, data, device, ipe, controller, predicted, const_time_prediction)
+    if step_times is not None:
+        summary.step_seconds = {str(k): v for k, v in sorted(step_times[0].items())}
     log.info("%s (%d layer groups, %.2fM params) on %s%s: %d iterations (%d a epoch); predicted speedup %s",
              cfg.model.name, len(groups), summary.num_params / 1e6, device,
              f" x {summary.world_size} processes" if summary.world_size > 1 else "", total_iters, ipe,
@@ -128,10 +135,10 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop) -> RunSum
     try:
         train_epochs(cfg, model, data, controller, step, generator, state, summary, run_dir, ipe, write, stop,
                      partial, loggers)
-        if cfg.strategy.name in ADAPTIVE:  # its schedule is known now: predict from what happened
+        if adaptive:  # its schedule is known now: predict from what happened
             times = realised_times(controller.frozen_at, controller.schedule.total_iters)
             summary.layer_times = times
-            summary.predicted_speedup = predict_run(cfg, model, data, costs, times, make_optimizer, make_step,
+            summary.predicted_speedup = predict_run(cfg, model, input_shape, costs, times, step_times,
                                                     controller.schedule.total_iters)
         summary.status = COMPLETED
         if cfg.eval_test:

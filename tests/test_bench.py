@@ -50,16 +50,23 @@ def test_settings_come_from_the_run_config_and_bench_options(result):
 def test_realisation_runs_alternate_and_carry_their_own_predictions(result):
     _, r = result
     runs = r["realisation"]["runs"]
-    assert [x["label"] for x in runs] == ["baseline", "t_0=0.5", "t_0=0.8"]  # B F F per round
+    # B F F (F cached) per round: augmentation is off on Fashion-MNIST, so the cache applies
+    assert [x["label"] for x in runs] == ["baseline", "t_0=0.5", "t_0=0.8", "t_0=0.5 cached"]
     assert all(x["iterations"] == 24 and _positive(x["train_seconds"]) for x in runs)
     assert runs[0]["frozen_groups"] == 0 and runs[1]["frozen_groups"] > 0
+    assert runs[3]["frozen_groups"] == runs[1]["frozen_groups"]  # the cache changes speed, not the schedule
+    assert runs[3]["final_val_err"] == pytest.approx(runs[1]["final_val_err"], abs=2e-3)  # nor what it learns
     assert runs[0]["predicted"]["time"] is None  # the baseline predicts nothing
+    assert [row["label"] for row in r["realisation"]["by_t0"]] == ["t_0=0.5", "t_0=0.8", "t_0=0.5 cached"]
     for row in r["realisation"]["by_t0"]:
         assert 0 < row["predicted_flops"] < 1 and row["predicted_time"] < 1  # measured by the run itself
-        fo = next(x for x in runs if x["t_0"] == row["t_0"])
+        fo = next(x for x in runs if x["label"] == row["label"])
         assert row["predicted_time"] == fo["predicted"]["time"]
         assert row["measured_speedup"] == pytest.approx(1 - fo["train_seconds"] / runs[0]["train_seconds"])
         assert isinstance(row["pass"], bool) and math.isfinite(row["realisation_time"])
+    cache = r["realisation"]["cache"]
+    assert cache["speed_ratio"] == pytest.approx(runs[1]["train_seconds"] / runs[3]["train_seconds"])
+    assert cache["target"] == 1.3 and isinstance(cache["pass"], bool)
 
 
 def test_step_time_ratios_are_finite_and_positive(result):
@@ -85,8 +92,8 @@ def test_memory_falls_as_groups_freeze(result):
 
 def test_every_target_carries_a_verdict(result):
     _, r = result
-    assert set(r["targets"]) == {"realisation t_0=0.5", "realisation t_0=0.8", "overhead", "frozen_prefix",
-                                 "memory_falls"}
+    assert set(r["targets"]) == {"realisation t_0=0.5", "realisation t_0=0.8", "realisation t_0=0.5 cached",
+                                 "cache speed ratio", "overhead", "frozen_prefix", "memory_falls"}
     assert all(isinstance(t["pass"], bool) for t in r["targets"].values())
 
 
@@ -105,5 +112,5 @@ def test_help_says_what_it_does_and_every_option():
                           text=True, timeout=120)
     assert proc.returncode == 0
     for needle in ("realisation", "overhead", "frozen prefix", "memory", *(f"bench.{f}" for f in (
-            "strategy", "t0", "repeats", "chunks", "chunk_steps", "threads", "out"))):
+            "strategy", "t0", "repeats", "chunks", "chunk_steps", "threads", "world_size", "cache", "out"))):
         assert needle in proc.stdout

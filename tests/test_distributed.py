@@ -371,8 +371,9 @@ def test_the_benchmark_runs_every_section_on_two_processes(fmnist_root, tmp_path
         torch.set_num_threads(threads)
     _, group_bytes = group_keys(fmnist_root)
     assert r["settings"]["world_size"] == 2 and out.exists()
-    baseline, cubic = r["realisation"]["runs"]
+    baseline, cubic, cached = r["realisation"]["runs"]  # the frozen-prefix cache on two processes as well
     assert baseline["frozen_groups"] == 0 and cubic["frozen_groups"] > 0 and cubic["predicted"]["time"] is not None
+    assert cached["frozen_groups"] == cubic["frozen_groups"] and r["realisation"]["cache"]["speed_ratio"] > 0
     assert r["overhead"]["allreduce_bytes_per_step"] == sum(group_bytes)
     assert r["frozen_prefix"]["allreduce_bytes_per_step"] == group_bytes[-1]
     assert all(r[k]["a_step_seconds"] > 0 for k in ("overhead", "frozen_prefix"))

@@ -15,6 +15,7 @@ from freezeout.metrics import read_metrics
 from freezeout.schedule import learning_rate
 from freezeout.strategies import (autofreeze_count, layer_freezing_count, layer_freezing_times, percentile,
                                   realised_times, strategy_schedule)
+from freezeout.speedup import time_speedup
 from freezeout.trainer import train
 
 register_configs()
@@ -93,7 +94,7 @@ def test_layer_freezing_run_freezes_as_composer_would(tmp_path, fmnist_root):
 
 def test_autofreeze_run_freezes_a_prefix_only_and_predicts_from_what_happened(tmp_path, fmnist_root):
     cfg = compose_cfg(fmnist_root, "strategy=autofreeze", "strategy.interval=4", "strategy.max_per_check=2",
-                      "epochs=4")
+                      "epochs=4", "predict_time=true", "predict_time_share=1.0")
     summary = train(cfg, tmp_path)
     frozen_at = summary.freeze_iterations
     assert frozen_at[-1] is None  # never the head
@@ -103,6 +104,12 @@ def test_autofreeze_run_freezes_a_prefix_only_and_predicts_from_what_happened(tm
     assert done == sorted(done) and all(j % 4 == 0 for j in done)  # at checks, in order
     assert summary.layer_times == [j / 64 for j in done] + [1.0] * (7 - len(done))
     assert 0 < summary.predicted_speedup["flops"] < 1  # from the realised schedule
+    # The time model timed every stage the rule might reach, before training (at the end, a copy of
+    # the trained model would have had its frozen groups frozen at "stage 0" too).
+    assert sorted(summary.step_seconds, key=int) == [str(k) for k in range(7)]
+    assert all(s > 0 for s in summary.step_seconds.values())
+    assert summary.predicted_speedup["time"] == pytest.approx(time_speedup(
+        {int(k): v for k, v in summary.step_seconds.items()}, summary.layer_times), abs=1e-3)  # + ~0 event costs
 
 
 def test_const_time_is_refused_for_a_peer_rule(fmnist_root):

@@ -20,24 +20,25 @@ from .settings import compose_run, pct, say
 
 #: Targets: realised/predicted speedup (time model) within 5%; the harness at most 3% slower than
 #: a bare loop; a step with all but the head frozen at most 25% dearer than a forward alone.
-REALISATION_TARGET, OVERHEAD_TARGET, FROZEN_PREFIX_TARGET = (0.95, 1.05), 1.03, 1.25
+REALISATION_TARGET, OVERHEAD_TARGET, FROZEN_PREFIX_TARGET, CACHE_TARGET = (0.95, 1.05), 1.03, 1.25, 1.3
 
 
 def realisation(s, overrides: list[str], workdir: Path) -> dict:
     """Real ``train()`` runs, alternating baseline and FreezeOut (B F F, F F B, ...), each FreezeOut
     run measuring its own time-model prediction as a user's run does (``predict_time=true``).
     Per repeat: measured speedup = 1 - F / B seconds of that round; the realisation is the median
-    over repeats of measured / predicted."""
+    over repeats of measured / predicted. With ``bench.cache``, the first t_0 also runs with the
+    frozen-prefix cache: its speed ratio is the median over rounds of uncached / cached seconds."""
     from ..trainer import train
 
-    labels = ["baseline", *(f"t_0={t}" for t in s.t0)]
+    fo = [f"strategy={s.strategy}", "predict_time=true", "predict_time_share=1.0"]  # always measured here
+    variants = [("baseline", None, ["strategy=none"]), *((f"t_0={t}", t, [*fo, f"t_0={t}"]) for t in s.t0)]
+    variants += [(f"t_0={s.t0[0]} cached", s.t0[0], [*fo, f"t_0={s.t0[0]}", "cache_frozen=true"])] if s.cache else []
     runs = []
-    say(f"realisation: train() runs, {s.repeats} round(s) of {' '.join(labels)}")
+    say(f"realisation: train() runs, {s.repeats} round(s) of {', '.join(v[0] for v in variants)}")
     for r in range(s.repeats):  # B F F, F F B, B F F, ...: a drift through a round hits no label alone
-        for label, t in list(zip(labels, [None, *s.t0]))[::1 if r % 2 == 0 else -1]:
-            extra = ["strategy=none"] if t is None else [f"strategy={s.strategy}", f"t_0={t}", "predict_time=true",
-                                                          "predict_time_share=1.0"]  # always measured here
-            summary = train(compose_run(overrides, *extra), workdir / f"round{r}-{label}")
+        for label, t, extra in variants[::1 if r % 2 == 0 else -1]:
+            summary = train(compose_run(overrides, *extra), workdir / f"round{r}-{label.replace(' ', '-')}")
             if summary.status != "completed":
                 raise RuntimeError(f"{label} run {summary.status}: {summary.error}")
             if t is not None and summary.predicted_speedup["time"] is None:
@@ -48,25 +49,29 @@ def realisation(s, overrides: list[str], workdir: Path) -> dict:
                          "frozen_groups": summary.frozen_groups, "predicted": summary.predicted_speedup,
                          "images_per_second": summary.iterations_done * summary.batch_size / summary.train_seconds,
                          "allreduce_bytes_per_step": summary.allreduce_bytes_per_step})
-            say(f"  round {r + 1}  {label:<10} {summary.train_seconds:7.2f} s  {runs[-1]['images_per_second']:7.1f} "
+            say(f"  round {r + 1}  {label:<16} {summary.train_seconds:7.2f} s  {runs[-1]['images_per_second']:7.1f} "
                 f"img/s  val err {pct(summary.final_val_err)}  frozen {summary.frozen_groups}/{summary.num_groups}")
-    by_t0 = []
-    for label, t in zip(labels[1:], s.t0):
-        pairs = zip((x for x in runs if x["label"] == "baseline"), (x for x in runs if x["label"] == label))
-        rows = [(1.0 - f["train_seconds"] / b["train_seconds"], f["predicted"]["time"], f["predicted"]["flops"])
-                for b, f in pairs]  # one (measured, time, flops) per round
+    by_t0, cache, seconds = [], None, {v[0]: [x["train_seconds"] for x in runs if x["label"] == v[0]] for v in variants}
+    for label, t, _ in variants[1:]:
+        rows = [(1.0 - f / b, x["predicted"]["time"], x["predicted"]["flops"]) for b, f, x in
+                zip(seconds["baseline"], seconds[label], (x for x in runs if x["label"] == label))]  # one a round
         med = [statistics.median(col) for col in zip(*rows)]
         ratio = statistics.median(m / p for m, p, _ in rows)
         ok = REALISATION_TARGET[0] <= ratio <= REALISATION_TARGET[1]
-        by_t0.append({"t_0": t, "measured_speedup": med[0], "predicted_time": med[1], "predicted_flops": med[2],
-                      "realisation_time": ratio, "realisation_flops": statistics.median(m / f for m, _, f in rows),
-                      "rounds": [list(x) for x in rows], "pass": ok})
-        say(f"  t_0={t}: measured {pct(med[0])}, predicted time {pct(med[1])} / flops {pct(med[2])} -> measured/time "
+        by_t0.append({"label": label, "t_0": t, "measured_speedup": med[0], "predicted_time": med[1],
+                      "predicted_flops": med[2], "realisation_time": ratio, "pass": ok,
+                      "realisation_flops": statistics.median(m / f for m, _, f in rows), "rounds": [list(x) for x in rows]})
+        say(f"  {label}: measured {pct(med[0])}, predicted time {pct(med[1])} / flops {pct(med[2])} -> measured/time "
             f"{ratio:.3f} ({'PASS' if ok else 'FAIL'}), measured/flops {by_t0[-1]['realisation_flops']:.3f}")
-    best = {lab: max(x["images_per_second"] for x in runs if x["label"] == lab) for lab in labels}
+    if s.cache:
+        ratio = statistics.median(a / b for a, b in zip(seconds[variants[1][0]], seconds[variants[-1][0]]))
+        cache = {"speed_ratio": ratio, "target": CACHE_TARGET, "pass": ratio >= CACHE_TARGET}
+        say(f"  cache: {variants[1][0]} uncached / cached seconds {ratio:.2f}x (target >= {CACHE_TARGET}: "
+            f"{'PASS' if cache['pass'] else 'FAIL'})")
+    best = {v[0]: max(x["images_per_second"] for x in runs if x["label"] == v[0]) for v in variants}
     say("throughput (best round, img/s): " + ", ".join(f"{k} {v:.1f}" for k, v in best.items()))
-    return {"runs": runs, "by_t0": by_t0, "throughput_images_per_second": best,
-            "statistic": "median over rounds of per-round ratios; each round: B then F runs back to back"}
+    return {"runs": runs, "by_t0": by_t0, "cache": cache, "throughput_images_per_second": best,
+            "statistic": "median over rounds of per-round ratios; rounds alternate their order"}
 
 
 class EngineRunner:
@@ -91,8 +96,7 @@ def _bare_runner(model, cfg, device, batches, backward: bool = True):
     def run(n: int) -> None:
         for i in range(n):
             x, y = next(batches)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 loss = F.cross_entropy(model(x), y)
             if backward:
@@ -136,15 +140,12 @@ def step_costs(model0, stream, cfg, device, s) -> dict:
     return out
 
 
-def _mib(tensors) -> float:
-    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
-
-
 def memory(model0, stream, cfg, device) -> dict:
     """With 0, half and all-but-head groups frozen: MiB autograd saves during a step (unique
     storages, parameters and buffers excluded), parameters, gradients, optimizer state, and on
     CUDA the allocator's peak."""
     n, rows = len(model0.layer_groups()), []
+    mib = lambda tensors: sum(t.numel() * t.element_size() for t in tensors) / 2**20  # noqa: E731
     for k in sorted({0, n // 2, n - 1}):
         run = EngineRunner(copy.deepcopy(model0), cfg, device, stream(), k)
         run(1)  # gradients and optimizer state exist from now on
@@ -162,8 +163,8 @@ def memory(model0, stream, cfg, device) -> dict:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             run(1)
         state = [v for st in run.controller.optimizer.state.values() for v in st.values() if torch.is_tensor(v)]
-        row = {"frozen_groups": k, "saved_activations_mb": sum(saved.values()) / 2**20, "params_mb": _mib(params),
-               "grads_mb": _mib(p.grad for p in params if p.grad is not None), "optimizer_state_mb": _mib(state),
+        row = {"frozen_groups": k, "saved_activations_mb": sum(saved.values()) / 2**20, "params_mb": mib(params),
+               "grads_mb": mib(p.grad for p in params if p.grad is not None), "optimizer_state_mb": mib(state),
                "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
         row["model_total_mb"] = sum(v for key, v in row.items() if key.endswith("_mb") and key != "cuda_peak_mb")
         rows.append(row)

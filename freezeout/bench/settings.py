@@ -19,7 +19,6 @@ DEFAULT_RUN = ["experiment=quickstart", "data.subset=4096", "data.val_size=500",
 @dataclass
 class BenchSettings:
     """``bench.KEY=VALUE`` on the command line."""
-
     strategy: str = "cubic"  # FreezeOut strategy whose runs are realised
     t0: List[float] = field(default_factory=lambda: [0.5, 0.8])  # t_0 values realised, each in (0, 1)
     repeats: int = 3  # rounds of baseline + FreezeOut runs
@@ -27,20 +26,19 @@ class BenchSettings:
     chunk_steps: int = 4  # steps per chunk
     threads: int = 0  # torch CPU threads per process (0: torch's default, shared out)
     world_size: int = 1  # processes training together (DDP), started as torchrun would
+    cache: bool = True  # also realise the first t_0 with cache_frozen=true, where the cache applies
     out: str = "bench-results/bench.json"
 
 
 def say(message: str = "") -> None:
-    """Print at once: the benchmark takes minutes and every figure should show when it is known."""
-    print(message, flush=True)
+    print(message, flush=True)  # at once: the benchmark takes minutes, a figure shows when known
 
 
 def parse(argv: list[str]) -> tuple[BenchSettings, list[str]]:
     """Split ``argv`` into the benchmark's settings (``bench.*``, type-checked) and the run's
     Hydra overrides; bad settings raise ConfigError naming them."""
-    mine = [a[len("bench."):] for a in argv if a.startswith("bench.")]
-    settings = OmegaConf.merge(OmegaConf.structured(BenchSettings), OmegaConf.from_dotlist(mine))
-    s: BenchSettings = OmegaConf.to_object(settings)
+    mine = OmegaConf.from_dotlist([a[len("bench."):] for a in argv if a.startswith("bench.")])
+    s: BenchSettings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(BenchSettings), mine))
     for name in ("repeats", "chunks", "chunk_steps", "world_size"):
         if getattr(s, name) < 1:
             raise ConfigError(f"bench.{name}={getattr(s, name)}; need an integer >= 1")
