@@ -135,3 +135,19 @@ def test_val_curves_one_panel_per_method_with_the_baseline_in_each(tmp_path):
         assert sorted(t.get_text() for t in ax.texts) == ["s0", "s1"]
     assert fig.axes[0].get_ylim() == fig.axes[1].get_ylim()  # shared axes within a setting
     assert not math.isnan(fig.axes[0].get_xlim()[1])
+
+
+@pytest.mark.parametrize("other, short", [({"name": "wrn", "depth": 16}, True),
+                                          ({"name": "densenet", "depth": 10, "growth_rate": 12}, False)])
+def test_val_curves_of_several_settings_name_each_as_short_as_tells_them_apart(tmp_path, other, short):
+    for tag, model in (("a", None), ("b", other)):
+        extra = {"model": model} if model else {}
+        make_run(tmp_path, f"{tag}-base", **extra)
+        make_run(tmp_path, f"{tag}-cubic", strategy="cubic", seconds=70.0, **extra)
+    titles = [ax.get_title().split("\n") for ax in draw_val_curves(records(tmp_path)).axes if ax.get_visible()]
+    assert [t[1] for t in titles] == ["cubic (t₀=0.8, scale_lr on)"] * 2
+    names = sorted(t[0] for t in titles)
+    if short:  # model / data alone tells them apart: no parameters to run into the next panel
+        assert names == ["densenet / cifar10", "wrn / cifar10"]
+    else:  # the same model and data: the parameters stay
+        assert names[0] != names[1] and all(n.startswith("densenet / cifar10 (") for n in names)

@@ -58,6 +58,13 @@ def _panels(rows: list[dict]) -> list[tuple[str, str, list[dict], list[dict]]]:
     return panels
 
 
+def _short_names(settings) -> dict[str, str]:
+    """A panel-sized name per setting: ``model / data`` without the parameters where that alone
+    tells it from the other settings (full names run into the next panel's title)."""
+    short = {s: s.split(" (")[0] for s in settings}
+    return {s: t if list(short.values()).count(t) == 1 else s for s, t in short.items()}
+
+
 def _ranges(rows: list[dict]) -> dict[str, tuple[tuple, tuple]]:
     """(x range, y range) per setting, set by the bulk of the runs: a run timed on a busy machine
     (10× the others' time) or an early epoch far above the rest would squash what matters, where
@@ -93,6 +100,7 @@ def draw_val_curves(runs: list[dict]):
     panels = _panels(rows)
     ranges = _ranges(rows)
     several = len(ranges) > 1
+    names = _short_names(ranges)
     fig, axes = figure(len(panels), "Validation error vs training wall-clock time, per method",
                        panel_size=(4.6, 3.6), legend_width=2.6, cols=3 if len(panels) <= 9 else 4)
     first: dict[str, object] = {}
@@ -109,7 +117,7 @@ def draw_val_curves(runs: list[dict]):
                  for r in fo_runs]
         labels.append((ax, seeds, base_ends))
         ax.set(xlim=xlim, ylim=ylim)
-        ax.set_title(f"{setting}\n{title}" if several else title, fontsize="small", color=colour)
+        ax.set_title(f"{names[setting]}\n{title}" if several else title, fontsize="small", color=colour)
         ax.grid(alpha=0.25)
         ax.tick_params(labelsize="small")
     fig.supxlabel("Cumulative training time (s)   ← faster")
