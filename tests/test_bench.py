@@ -114,3 +114,10 @@ def test_help_says_what_it_does_and_every_option():
     for needle in ("realisation", "overhead", "frozen prefix", "memory", *(f"bench.{f}" for f in (
             "strategy", "t0", "repeats", "chunks", "chunk_steps", "threads", "world_size", "cache", "out"))):
         assert needle in proc.stdout
+
+
+def test_the_default_run_takes_library_models_whole():
+    from freezeout.bench.settings import compose_run
+
+    cfg = compose_run(["model=torchvision", "model.name=resnet18"])  # no DenseNet key reaches it
+    assert (cfg.model.name, cfg.data.subset, cfg.epochs, cfg.batch_size) == ("resnet18", 4096, 3, 64)

@@ -46,6 +46,15 @@ def test_experiment_preset_overrides_defaults_but_not_the_command_line():
     assert cfg.strategy.name == "none" and cfg.epochs == 2
 
 
+@pytest.mark.parametrize("model", [["model=torchvision", "model.name=resnet18"],
+                                   ["model=timm", "model.name=vit_tiny_patch16_224", "model.kwargs={img_size:28}"]])
+def test_the_quickstart_takes_any_model_whole(model):
+    # its DenseNet is a model config of its own (densenet_small), so no DenseNet key reaches another model
+    cfg = make_cfg("experiment=quickstart", *model)
+    assert cfg.model.kind == model[0].split("=")[1] and "depth" not in cfg.model
+    assert (cfg.data.name, cfg.epochs, cfg.batch_size) == ("fashion_mnist", 3, 64)
+
+
 @pytest.mark.parametrize("override", ["t_0=abc", "epochs=1.5", "scale_lr=maybe", "batch_size=big",
                                       "model.depth=deep", "data.subset=many", "not_a_key=1"])
 def test_schema_rejects_wrong_types_and_unknown_keys(override):
