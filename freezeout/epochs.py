@@ -56,10 +56,12 @@ class PartialEpoch:
 
 def train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainStep, generator: torch.Generator,
                  state: LoopState, summary: RunSummary, run_dir: Path, ipe: int, on_epoch: Callable[[RunSummary], None],
-                 stop: Callable[[], bool], partial: PartialEpoch | None = None, loggers=None) -> None:
+                 stop: Callable[[], bool], partial: PartialEpoch | None = None, loggers=None,
+                 pause: Callable[[int], None] | None = None) -> None:
     """Epochs until the schedule's iterations are done. ``on_epoch(summary)`` brings the summary
     up to date and writes it after each epoch; ``loggers`` (when given) hear of every log_every
-    read-back and every epoch. Raises :class:`~freezeout.interrupt.Interrupted`
+    read-back and every epoch; ``pause(iteration)`` (when given) is called there too, its time
+    not counted as training. Raises :class:`~freezeout.interrupt.Interrupted`
     after a stop request, with a checkpoint of the epoch so far."""
     total = controller.schedule.total_iters
     epochs, n = math.ceil(total / ipe), len(controller.groups)
@@ -71,6 +73,8 @@ def train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainSte
         progress.update(j, loss=loss, frozen=f"{controller.num_frozen}/{n}", val_err=state.best_val_err)
         if loggers is not None:  # trackers (freezeout/loggers.py)
             loggers.log_step(j, loss, controller.current_lr(), controller.num_frozen)
+        if pause is not None:
+            pause(j)
 
     try:
         for epoch in range(state.epoch + 1, epochs + 1):

@@ -17,6 +17,7 @@ import logging
 import math
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -46,9 +47,12 @@ from .strategies import ADAPTIVE, realised_times, strategy_schedule
 log = logging.getLogger("freezeout")
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
+def train(cfg: DictConfig, run_dir: str | Path | None = None,
+          pause: Callable[[int], None] | None = None) -> RunSummary:
     """Train one model with FreezeOut as ``cfg`` says; write the per-run files into ``run_dir``
-    (default: Hydra's output directory) and return the summary. Invalid settings raise
+    (default: Hydra's output directory) and return the summary. ``pause(iteration)``, when given,
+    is called at every log point (every ``log_every`` iterations), outside the timed steps: the
+    benchmark hands the machine to another run there. Invalid settings raise
     :class:`~freezeout.errors.ConfigError` before anything is written. A finished run in
     ``run_dir`` is returned as it is; an interrupted one is resumed from its last checkpoint.
     Raises :class:`~freezeout.runlock.RunLocked` when another process trains ``run_dir``, and
@@ -58,10 +62,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> RunSummary:
     run_dir = Path(run_dir) if run_dir is not None else hydra_output_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     with distributed.on_main_only(lambda: hold_run_lock(run_dir)), StopRequest() as stop:
-        return _train(cfg, run_dir, device, distributed.shared_stop(stop))
+        return _train(cfg, run_dir, device, distributed.shared_stop(stop), pause)
 
 
-def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop) -> RunSummary:
+def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop, pause) -> RunSummary:
     main = distributed.is_main()  # the one process that writes files
     previous, checkpoint = prior_run(run_dir, cfg)
     if previous is not None and previous.status in FINAL_STATUSES:
@@ -134,7 +138,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop) -> RunSum
     write(summary)
     try:
         train_epochs(cfg, model, data, controller, step, generator, state, summary, run_dir, ipe, write, stop,
-                     partial, loggers)
+                     partial, loggers, pause)
         if adaptive:  # its schedule is known now: predict from what happened
             times = realised_times(controller.frozen_at, controller.schedule.total_iters)
             summary.layer_times = times
