@@ -47,16 +47,16 @@ def test_settings_come_from_the_run_config_and_bench_options(result):
     assert r["environment"]["device"].startswith("cpu") and "git_revision" in r["environment"]
 
 
-def test_realisation_runs_alternate_and_carry_their_own_predictions(result):
+def test_realisation_runs_take_turns_and_carry_their_own_predictions(result):
     _, r = result
     runs = r["realisation"]["runs"]
-    # B F F (F cached) per round: augmentation is off on Fashion-MNIST, so the cache applies
+    # B F F (F cached) a round: augmentation is off on Fashion-MNIST, so the cache applies
     assert [x["label"] for x in runs] == ["baseline", "t_0=0.5", "t_0=0.8", "t_0=0.5 cached"]
     assert all(x["iterations"] == 24 and _positive(x["train_seconds"]) for x in runs)
     assert runs[0]["frozen_groups"] == 0 and runs[1]["frozen_groups"] > 0
     assert runs[3]["frozen_groups"] == runs[1]["frozen_groups"]  # the cache changes speed, not the schedule
     assert runs[3]["final_val_err"] == pytest.approx(runs[1]["final_val_err"], abs=2e-3)  # nor what it learns
-    assert runs[0]["predicted"]["time"] is None  # the baseline predicts nothing
+    assert runs[0]["predicted"]["time"] == 0.0  # the baseline measured its time model too (all start warm)
     assert [row["label"] for row in r["realisation"]["by_t0"]] == ["t_0=0.5", "t_0=0.8", "t_0=0.5 cached"]
     for row in r["realisation"]["by_t0"]:
         assert 0 < row["predicted_flops"] < 1 and row["predicted_time"] < 1  # measured by the run itself

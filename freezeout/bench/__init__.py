@@ -7,10 +7,10 @@ default benchmark run (the quickstart model on 4,096 Fashion-MNIST images, 3 epo
 figure is printed when measured and all are written to ``bench.out`` as JSON, with pass/fail.
 
 Sections:
-  realisation   real train() runs, baseline and FreezeOut alternating (B F F, F F B, ...), each
-                FreezeOut run measuring its own time-model prediction (predict_time=true); with
-                bench.cache, the first t_0 also with cache_frozen=true. Targets (median over rounds):
-                measured / time-predicted speedup in 0.95-1.05; uncached / cached seconds >= 1.3.
+  realisation   rounds of real train() runs taking turns every log_every iterations (freezeout.turns):
+                a baseline and FreezeOut, each run measuring its time model first (predict_time=true);
+                with bench.cache, the first t_0 also with cache_frozen=true. Targets (median over
+                rounds): measured / time-predicted speedup in 0.95-1.05; uncached / cached seconds >= 1.3.
   throughput    images per second of those runs (best round).
   overhead      the trainer's loop (strategy none) against a bare PyTorch loop. Target <= 1.03.
   frozen prefix a step with all groups but the head frozen / a forward alone. Target <= 1.25.
@@ -20,7 +20,7 @@ Sections:
 Options (bench.KEY=VALUE):
   bench.strategy=cubic      FreezeOut strategy realised (linear | squared | cubic)
   bench.t0=[0.5,0.8]        t_0 values realised, each in (0, 1)
-  bench.repeats=3           rounds of runs
+  bench.repeats=5           rounds of runs
   bench.chunks=8 bench.chunk_steps=4   alternating chunk pairs in the step-time comparisons, steps a chunk
   bench.threads=0           torch CPU threads per process (0: torch's default, shared out)
   bench.world_size=1        processes training together (DDP, gloo on the CPU): every section on them
@@ -76,7 +76,6 @@ def main(argv: list[str] | None = None) -> dict:
     }
     say(f"FreezeOut benchmark: {cfg.model.name}, {n} groups, {cfg.data.name} ({len(data.train_x)} images, batch "
         f"{cfg.batch_size}, {cfg.epochs} epochs), {results['environment']['device']}, {cfg.precision}")
-
     stream = functools.partial(batch_stream, data.train_x, data.train_y, cfg.batch_size, cfg.seed, cfg.data.augment,
                                data.spec.black, distributed.shard())
     with tempfile.TemporaryDirectory(prefix="freezeout-bench-") as tmp:

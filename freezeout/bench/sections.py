@@ -16,6 +16,7 @@ from ..engine import TrainStep, run_iterations
 from ..errors import ConfigError
 from ..optim import optimizer_factory
 from ..predict import held_controller
+from ..turns import take_turns
 from .settings import compose_run, pct, say
 
 #: Targets: realised/predicted speedup (time model) within 5%; the harness at most 3% slower than
@@ -24,33 +25,31 @@ REALISATION_TARGET, OVERHEAD_TARGET, FROZEN_PREFIX_TARGET, CACHE_TARGET = (0.95,
 
 
 def realisation(s, overrides: list[str], workdir: Path) -> dict:
-    """Real ``train()`` runs, alternating baseline and FreezeOut (B F F, F F B, ...), each FreezeOut
-    run measuring its own time-model prediction as a user's run does (``predict_time=true``).
-    Per repeat: measured speedup = 1 - F / B seconds of that round; the realisation is the median
-    over repeats of measured / predicted. With ``bench.cache``, the first t_0 also runs with the
-    frozen-prefix cache: its speed ratio is the median over rounds of uncached / cached seconds."""
-    from ..trainer import train
-
-    fo = [f"strategy={s.strategy}", "predict_time=true", "predict_time_share=1.0"]  # always measured here
-    variants = [("baseline", None, ["strategy=none"]), *((f"t_0={t}", t, [*fo, f"t_0={t}"]) for t in s.t0)]
+    """Rounds of real ``train()`` runs taking turns (:mod:`freezeout.turns`), a baseline and FreezeOut
+    runs measuring their time model as a user's run does. Realisation: the median over rounds of
+    (1 - F / B seconds) / predicted. With ``bench.cache`` the first t_0 also runs with the cache:
+    its speed ratio is the median over rounds of uncached / cached seconds."""
+    timed = ["predict_time=true", "predict_time_share=1.0"]  # the baseline too: every run starts as warm
+    fo = [f"strategy={s.strategy}", *timed]
+    variants = [("baseline", None, ["strategy=none", *timed]), *((f"t_0={t}", t, [*fo, f"t_0={t}"]) for t in s.t0)]
     variants += [(f"t_0={s.t0[0]} cached", s.t0[0], [*fo, f"t_0={s.t0[0]}", "cache_frozen=true"])] if s.cache else []
     runs = []
-    say(f"realisation: train() runs, {s.repeats} round(s) of {', '.join(v[0] for v in variants)}")
-    for r in range(s.repeats):  # B F F, F F B, B F F, ...: a drift through a round hits no label alone
-        for label, t, extra in variants[::1 if r % 2 == 0 else -1]:
-            summary = train(compose_run(overrides, *extra), workdir / f"round{r}-{label.replace(' ', '-')}")
-            if summary.status != "completed":
-                raise RuntimeError(f"{label} run {summary.status}: {summary.error}")
-            if t is not None and summary.predicted_speedup["time"] is None:
-                raise ConfigError(f"the {label} run is too short for its time model ({summary.iterations} "
-                                  "iterations): raise epochs or data.subset")
-            runs.append({"round": r, "label": label, "t_0": t, "train_seconds": summary.train_seconds,
-                         "iterations": summary.iterations_done, "final_val_err": summary.final_val_err,
-                         "frozen_groups": summary.frozen_groups, "predicted": summary.predicted_speedup,
-                         "images_per_second": summary.iterations_done * summary.batch_size / summary.train_seconds,
-                         "allreduce_bytes_per_step": summary.allreduce_bytes_per_step})
-            say(f"  round {r + 1}  {label:<16} {summary.train_seconds:7.2f} s  {runs[-1]['images_per_second']:7.1f} "
-                f"img/s  val err {pct(summary.final_val_err)}  frozen {summary.frozen_groups}/{summary.num_groups}")
+    say(f"realisation: {s.repeats} round(s) of train() runs taking turns: {', '.join(v[0] for v in variants)}")
+    for r in range(s.repeats):
+        summaries = take_turns([(compose_run(overrides, *extra), workdir / f"round{r}-{label.replace(' ', '-')}")
+                                for label, _, extra in variants])
+        for (label, t, _), x in zip(variants, summaries):
+            if x.status != "completed":
+                raise RuntimeError(f"{label} run {x.status}: {x.error}")
+            if t is not None and x.predicted_speedup["time"] is None:
+                raise ConfigError(f"the {label} run is too short for its time model ({x.iterations} iterations): "
+                                  "raise epochs or data.subset")
+            runs.append({"round": r, "label": label, "t_0": t, "train_seconds": x.train_seconds, "iterations":
+                         x.iterations_done, "final_val_err": x.final_val_err, "frozen_groups": x.frozen_groups,
+                         "predicted": x.predicted_speedup, "allreduce_bytes_per_step": x.allreduce_bytes_per_step,
+                         "images_per_second": x.iterations_done * x.batch_size / x.train_seconds})
+            say(f"  round {r + 1}  {label:<16} {x.train_seconds:7.2f} s  {runs[-1]['images_per_second']:7.1f} "
+                f"img/s  val err {pct(x.final_val_err)}  frozen {x.frozen_groups}/{x.num_groups}")
     by_t0, cache, seconds = [], None, {v[0]: [x["train_seconds"] for x in runs if x["label"] == v[0]] for v in variants}
     for label, t, _ in variants[1:]:
         rows = [(1.0 - f / b, x["predicted"]["time"], x["predicted"]["flops"]) for b, f, x in
@@ -58,9 +57,9 @@ def realisation(s, overrides: list[str], workdir: Path) -> dict:
         med = [statistics.median(col) for col in zip(*rows)]
         ratio = statistics.median(m / p for m, p, _ in rows)
         ok = REALISATION_TARGET[0] <= ratio <= REALISATION_TARGET[1]
-        by_t0.append({"label": label, "t_0": t, "measured_speedup": med[0], "predicted_time": med[1],
-                      "predicted_flops": med[2], "realisation_time": ratio, "pass": ok,
-                      "realisation_flops": statistics.median(m / f for m, _, f in rows), "rounds": [list(x) for x in rows]})
+        by_t0.append({"label": label, "t_0": t, "measured_speedup": med[0], "predicted_time": med[1], "pass": ok,
+                      "predicted_flops": med[2], "realisation_time": ratio, "rounds": [list(x) for x in rows],
+                      "realisation_flops": statistics.median(m / f for m, _, f in rows)})
         say(f"  {label}: measured {pct(med[0])}, predicted time {pct(med[1])} / flops {pct(med[2])} -> measured/time "
             f"{ratio:.3f} ({'PASS' if ok else 'FAIL'}), measured/flops {by_t0[-1]['realisation_flops']:.3f}")
     if s.cache:
@@ -71,7 +70,8 @@ def realisation(s, overrides: list[str], workdir: Path) -> dict:
     best = {v[0]: max(x["images_per_second"] for x in runs if x["label"] == v[0]) for v in variants}
     say("throughput (best round, img/s): " + ", ".join(f"{k} {v:.1f}" for k, v in best.items()))
     return {"runs": runs, "by_t0": by_t0, "cache": cache, "throughput_images_per_second": best,
-            "statistic": "median over rounds of per-round ratios; rounds alternate their order"}
+            "statistic": "median over rounds of per-round ratios; the runs of a round train in turns of log_every "
+                         "iterations"}
 
 
 class EngineRunner:
