@@ -2,7 +2,12 @@
 iterations. Timed one after another on a shared machine, each run catches its own slow and fast
 spells (the same baseline took 49.2 s in one round of the benchmark and 38.6 s in the next);
 taking turns, every run trains its iteration j at about the same moment, so such spells fall on
-all alike. The benchmark's realisation compares its baseline and FreezeOut runs this way."""
+all alike. The benchmark's realisation compares its baseline and FreezeOut runs this way.
+
+The runs share the process: torch's thread count and its global random stream among them. A
+model that draws from that stream while training (dropout, stochastic depth) draws it in turns
+with the other runs, so its losses differ from a run alone; the work a step does, and so its
+time, does not. Data order and augmentation come from each run's own generator."""
 from __future__ import annotations
 
 import itertools
