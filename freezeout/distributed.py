@@ -16,6 +16,7 @@ GPU ``LOCAL_RANK`` (modulo the GPUs it sees, for clusters that give each task on
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import socket
@@ -71,8 +72,12 @@ def setup() -> None:
 
 
 def shutdown() -> None:
-    """Leave the process group (when there is one)."""
+    """Leave the process group (when there is one). Garbage that still holds it (a run's DDP
+    wrappers sit in reference cycles) is collected first, while the interpreter is whole: left to
+    its exit, gloo's threads may be torn down out of order, and a rank of a completed run was once
+    seen to abort there ("terminate called without an active exception")."""
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
