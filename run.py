@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from freezeout.config import register_configs
 from freezeout.errors import ConfigError
-from freezeout.metrics import COMPLETED, DIVERGED, FAILED, SUMMARY_FILE, RunSummary
+from freezeout.rundir.records import COMPLETED, DIVERGED, FAILED, SUMMARY_FILE, RunSummary
 from hydra_plugins.freezeout_launch.placement import apply_job_placement, register_resolvers
 
 log = logging.getLogger("freezeout")
@@ -38,10 +38,13 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from freezeout import distributed, runranks  # after Hydra has parsed the command line: fast --help
-    from freezeout.interrupt import Interrupted
-    from freezeout.runlock import RunLocked
-    from freezeout.trainer import train
+    from freezeout.distributed import (  # after Hydra has parsed the command line: fast --help
+        process_group as distributed,
+    )
+    from freezeout.distributed import ranks as runranks
+    from freezeout.rundir.lock import RunLocked
+    from freezeout.training.signals import Interrupted
+    from freezeout.training.trainer import train
 
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
@@ -108,7 +111,7 @@ def prefix_log_lines(name: str) -> None:
 def _record_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:
     """A sweep job failed: say so in its summary.json, unless the trainer already did, or that
     file belongs to another run already there (a config clash: that run must stay as it is)."""
-    from freezeout import distributed
+    from freezeout.distributed import process_group as distributed
 
     log.error("run %s failed: %s: %s", run_dir, type(error).__name__, error)
     if not distributed.is_main() or (run_dir / SUMMARY_FILE).exists():
@@ -133,7 +136,7 @@ def _join_torchrun(launch_id: str) -> str:
     """Under torchrun: join the process group before Hydra starts, and take rank 0's launch id,
     so that all processes write into one run directory (Hydra's default names it by the time
     and the pid, which differ between processes). Returns the launch id to use."""
-    from freezeout import distributed
+    from freezeout.distributed import process_group as distributed
 
     if {"-m", "--multirun"} & set(sys.argv[1:]):
         _exit("error: a sweep (-m) cannot run under torchrun; run each job on several processes with "

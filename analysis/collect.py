@@ -3,7 +3,7 @@
 A run directory is any directory holding ``summary.json`` or ``.hydra/config.yaml``. A run killed
 before it wrote ``summary.json`` is kept with status ``incomplete``: no run is ever dropped.
 
-Files are read with ``freezeout.metrics`` (``RunSummary``, the one definition of ``summary.json``),
+Files are read with ``freezeout.rundir.records`` (``RunSummary``, the one definition of ``summary.json``),
 which needs no torch: the analysis never loads it.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from freezeout.metrics import COMPLETED, METRICS_FILE, RUNNING, SUMMARY_FILE, RunSummary, read_metrics
+from freezeout.rundir.records import COMPLETED, METRICS_FILE, RUNNING, SUMMARY_FILE, RunSummary, read_metrics
 
 from .methods import BASELINE, SCHEDULES, cache_frozen, strategy_params
 

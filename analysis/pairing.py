@@ -17,7 +17,7 @@ import json
 import math
 from typing import Any
 
-from freezeout.runkeys import FREEZEOUT_KEYS, NON_SEMANTIC_KEYS, flatten, under
+from freezeout.rundir.identity import FREEZEOUT_KEYS, NON_SEMANTIC_KEYS, flatten, under
 
 from .collect import COMPLETED, natural_key
 from .methods import BASELINE, CACHE_FROZEN

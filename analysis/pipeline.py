@@ -11,8 +11,7 @@ from .aggregate import add_settings, aggregate
 from .collect import collect_runs
 from .pairing import pair_runs
 from .plots import plot_all
-from .report import (markdown_notes, markdown_table, not_completed, not_completed_line, text_report,
-                     unpaired)
+from .report import markdown_notes, markdown_table, not_completed, not_completed_line, text_report, unpaired
 
 RUN_COLUMNS = [
     "dir", "status", "strategy", "method", "t_0", "scale_lr", "const_time", "cache_frozen",

@@ -15,8 +15,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from freezeout.metrics import COMPLETED, SUMMARY_FILE, RunSummary
-from freezeout.runlock import lock_holder
+from freezeout.rundir.lock import lock_holder
+from freezeout.rundir.records import COMPLETED, SUMMARY_FILE, RunSummary
 
 
 def sweep_status(sweep_dir: Path) -> tuple[list[str], list[str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -15,14 +16,34 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .data import check_sizes, dataset_spec
 from .errors import ConfigError
-from .loggers import check_loggers, override_keys
+from .freezing.optim import check_optimizer
+from .freezing.rules import PEERS, STRATEGIES
 from .models import build_model, list_models, model_hparams
 from .models.factory import check_model, model_kind
-from .optim import check_optimizer
-from .runkeys import NON_SEMANTIC_KEYS
-from .strategies import PEERS, STRATEGIES
+from .rundir.identity import NON_SEMANTIC_KEYS
+from .training.trackers import check_loggers, override_keys
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+#: The installed package; in a checkout, the repository holds conf/ and sweeps/ beside it.
+PACKAGE_DIR = Path(__file__).resolve().parent
+SOURCE_ROOT = PACKAGE_DIR.parent
+
+
+def config_root() -> Path:
+    """The folder holding ``conf/`` and ``sweeps/``: inside the installed package (a wheel ships
+    them there), else the checkout this package runs from."""
+    return PACKAGE_DIR if (PACKAGE_DIR / "conf").is_dir() else SOURCE_ROOT
+
+
+def config_dir() -> Path:
+    """The shipped configs (``conf/``), the primary config source of every command."""
+    return config_root() / "conf"
+
+
+def use_shipped_sweeps() -> None:
+    """Make ``sweeps/`` a config group (conf/config.yaml's search path reads FREEZEOUT_ROOT)."""
+    os.environ.setdefault("FREEZEOUT_ROOT", str(config_root()))
 
 
 @dataclass
@@ -292,9 +313,7 @@ def compose_config(*overrides: str) -> DictConfig:
     benchmark, the processes it starts, scripts)."""
     from hydra import compose, initialize_config_dir
 
-    from .provenance import REPO_ROOT
-
-    os.environ.setdefault("FREEZEOUT_ROOT", str(REPO_ROOT))  # sweeps/ as a config group
+    use_shipped_sweeps()
     register_configs()
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))

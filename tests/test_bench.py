@@ -9,8 +9,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO
+
 from freezeout import bench
 
 TINY_BENCH = ["model.depth=10", "model.growth_rate=4", "data.subset=128", "epochs=3", "batch_size=16",

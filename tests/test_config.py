@@ -4,11 +4,11 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from conftest import REPO
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from conftest import REPO
 from freezeout.config import register_configs, validate
 from freezeout.errors import ConfigError
 
@@ -89,8 +89,7 @@ def test_named_sweeps_compose_and_include_the_baseline(name):
 
 
 def test_the_study_covers_every_rule_on_two_architectures_and_its_cache_runs_pair_with_its_baselines():
-    from freezeout.runkeys import FREEZEOUT_KEYS
-    from freezeout.runkeys import flatten, under
+    from freezeout.rundir.identity import FREEZEOUT_KEYS, flatten, under
 
     def compose_job(*overrides):
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):

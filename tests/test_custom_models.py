@@ -8,10 +8,10 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from conftest import REPO
 from freezeout.config import register_configs, validate
 from freezeout.errors import ConfigError
 from freezeout.models import LayerGroup

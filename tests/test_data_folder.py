@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
+from conftest import TINY, run_cli
 from PIL import Image
 
-from conftest import TINY, run_cli
 from freezeout.data import check_sizes, dataset_spec, load_data, shift_and_flip
 from freezeout.errors import ConfigError
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import REPO, run_cli
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from conftest import REPO, run_cli
 from freezeout.config import register_configs, validate
 from freezeout.data import dataset_spec, load_data
 from freezeout.data.common import fixed_order

@@ -14,13 +14,14 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import REPO, TINY
 from hydra import compose, initialize_config_dir
 
-from conftest import REPO, TINY
-from freezeout import distributed, runranks
 from freezeout.config import register_configs
+from freezeout.distributed import process_group as distributed
+from freezeout.distributed import ranks as runranks
 from freezeout.errors import ConfigError
-from freezeout.metrics import RunSummary, read_metrics
+from freezeout.rundir.records import RunSummary, read_metrics
 
 register_configs()
 #: Cubic with t_0 = 0.5: groups freeze from iteration 6 on, 6 of 7 frozen by the end (48 steps).
@@ -74,7 +75,7 @@ def same(a: dict, b: dict, keys=None) -> bool:
 def group_keys(fmnist_root) -> tuple[list[list[str]], list[int]]:
     """The state_dict keys (parameters and buffers) and the parameter bytes of each layer group of
     the CUBIC model."""
-    from freezeout.trainer import build_run_model
+    from freezeout.training.trainer import build_run_model
 
     model = build_run_model(compose_cfg(*CUBIC, f"data.root={fmnist_root}"), torch.device("cpu"))
     names = {id(t): n for n, t in [*model.named_parameters(), *model.named_buffers()]}
@@ -149,11 +150,11 @@ def test_grad_sync_all_reduces_exactly_the_trainable_groups(tmp_path, fmnist_roo
     unfrozen groups, and the hook counts exactly their gradient bytes."""
     import torch.distributed as dist
 
-    from freezeout.ddp import GradSync, _buffers
-    from freezeout.engine import TrainStep, run_iterations
-    from freezeout.optim import optimizer_factory
-    from freezeout.predict import held_controller
-    from freezeout.trainer import build_run_model
+    from freezeout.distributed.gradsync import GradSync, _buffers
+    from freezeout.freezing.optim import optimizer_factory
+    from freezeout.speedup.timemodel import held_controller
+    from freezeout.training.step import TrainStep, run_iterations
+    from freezeout.training.trainer import build_run_model
 
     cfg = compose_cfg(*CUBIC, f"data.root={fmnist_root}")
     _, group_bytes = group_keys(fmnist_root)
@@ -222,8 +223,8 @@ def test_two_processes_write_one_run_and_end_with_the_same_weights(ddp_run):
 @pytest.mark.slow
 def test_rank_0_evaluates_as_one_process_does(ddp_run, fmnist_root, one_thread):
     from freezeout.data import load_data
-    from freezeout.engine import evaluate
-    from freezeout.trainer import build_run_model
+    from freezeout.training.step import evaluate
+    from freezeout.training.trainer import build_run_model
 
     run = next((ddp_run.cwd / "outputs").glob("*/*/summary.json")).parent
     model = build_run_model(compose_cfg(*CUBIC, f"data.root={fmnist_root}"), torch.device("cpu"))
@@ -300,7 +301,7 @@ def test_both_ranks_killed_after_a_checkpoint_resume_to_the_same_weights(ddp_run
     assert 1 <= len(done) < 3 and RunSummary.read(run_dir / "summary.json").status == "running"
 
     # Not on another number of processes: one line, before anything is written.
-    from freezeout.trainer import train
+    from freezeout.training.trainer import train
 
     before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir() if p.name != ".lock"}
     with pytest.raises(ConfigError) as e:
@@ -328,7 +329,8 @@ def test_without_batchnorm_two_processes_match_one(fmnist_root, tmp_path, one_th
     starts the first group at 8x the rate, where this tiny net's training is chaotic enough to grow
     1e-7 rounding differences to 1e-4 within the 48 steps."""
     import groupnorm_model
-    from freezeout.trainer import train
+
+    from freezeout.training.trainer import train
 
     args = [*CUBIC, f"data.root={fmnist_root}", f"model.name={groupnorm_model.NAME}", "data.augment=true",
             "scale_lr=false"]

@@ -6,14 +6,14 @@ import json
 
 import pytest
 import torch
+from conftest import REPO, TINY
 from hydra import compose, initialize_config_dir
 
-from conftest import REPO, TINY
 from freezeout.config import register_configs
-from freezeout.engine import evaluate, median_stage_seconds
-from freezeout.metrics import RunSummary, read_metrics
-from freezeout.schedule import Schedule
-from freezeout.trainer import build_run_model, train
+from freezeout.freezing.schedule import Schedule
+from freezeout.rundir.records import RunSummary, read_metrics
+from freezeout.training.step import evaluate, median_stage_seconds
+from freezeout.training.trainer import build_run_model, train
 
 register_configs()
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from freezeout.errors import ConfigError
-from freezeout.freezer import freeze_module
+from freezeout.freezing.controller import freeze_module
+from freezeout.freezing.schedule import layer_times
 from freezeout.models.chain import balanced_segments, check_chain
 from freezeout.models.factory import build_external
+from freezeout.models.flops import group_costs
 from freezeout.models.trace import trace_forward
-from freezeout.predict import group_costs
-from freezeout.schedule import layer_times
-from freezeout.speedup import flops_speedup
+from freezeout.speedup.formulas import flops_speedup
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -172,7 +172,8 @@ def test_run_py_trains_a_torchvision_resnet18_on_fashion_mnist(fmnist_root, tmp_
     import json
 
     from conftest import run_cli
-    from freezeout.metrics import read_metrics
+
+    from freezeout.rundir.records import read_metrics
 
     proc = run_cli("model=torchvision", "model.name=resnet18", "data=fashion_mnist", f"data.root={fmnist_root}",
                    "data.subset=128", "data.val_size=200", "epochs=2", "batch_size=32", "optimizer.lr=0.02", "t_0=0.5",

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from freezeout.freezer import FreezeOut, freeze_module
+from freezeout.freezing.controller import FreezeOut, freeze_module
+from freezeout.freezing.optim import optimizer_factory
+from freezeout.freezing.schedule import Schedule, learning_rate
 from freezeout.models import build_model
-from freezeout.optim import optimizer_factory
-from freezeout.schedule import Schedule, learning_rate
 
 SGD = {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}
 

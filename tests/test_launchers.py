@@ -12,16 +12,25 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import REPO, TINY, run_cli
 from hydra import compose, initialize_config_dir
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import REPO, TINY, run_cli
-from hydra_plugins.freezeout_launch import placement
 from freezeout.config import register_configs
-from hydra_plugins.freezeout_launch.placement import (apply_job_placement, claim_gpu, cpu_threads_share, default_n_jobs,
-                                 effective_n_jobs, job_device, job_threads, launcher_kind, release_gpu)
+from hydra_plugins.freezeout_launch import placement
+from hydra_plugins.freezeout_launch.placement import (
+    apply_job_placement,
+    claim_gpu,
+    cpu_threads_share,
+    default_n_jobs,
+    effective_n_jobs,
+    job_device,
+    job_threads,
+    launcher_kind,
+    release_gpu,
+)
 
 register_configs()
 placement.register_resolvers()

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, TINY
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import REPO, TINY
 from freezeout.config import register_configs, validate
 from freezeout.errors import ConfigError
-from freezeout.loggers import LOGGERS, MLFLOW_RUN_FILE, Loggers, is_main_process
-from freezeout.metrics import read_metrics
-from freezeout.runkeys import flatten
-from freezeout.trainer import train
+from freezeout.rundir.identity import flatten
+from freezeout.rundir.records import read_metrics
+from freezeout.training.trackers import LOGGERS, MLFLOW_RUN_FILE, Loggers, is_main_process
+from freezeout.training.trainer import train
 
 register_configs()
 os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # the readers below open the file store too

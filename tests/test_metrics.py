@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from freezeout.metrics import append_metrics, read_metrics, rewrite_metrics, write_json_atomic
+from freezeout.rundir.records import append_metrics, read_metrics, rewrite_metrics, write_json_atomic
 
 
 def test_torn_last_line_is_skipped_with_a_warning(tmp_path):

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from freezeout.errors import ConfigError
-from freezeout.freezer import FreezeOut
+from freezeout.freezing.controller import FreezeOut
+from freezeout.freezing.optim import check_optimizer, optimizer_factory
+from freezeout.freezing.schedule import Schedule
 from freezeout.models import build_model
-from freezeout.optim import check_optimizer, optimizer_factory
-from freezeout.schedule import Schedule
 
 ADAMW = {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.05}
 SGD = {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import TINY, run_cli
-from freezeout.metrics import RunSummary
-from freezeout.plan import _compose, expand_jobs, main, plan
-from freezeout.steptimes import remaining_seconds
-from freezeout.speedup import freezing_stages, time_speedup
+
+from freezeout.plan.steptimes import remaining_seconds
+from freezeout.plan.sweep import _compose, expand_jobs, main, plan
+from freezeout.rundir.records import RunSummary
+from freezeout.speedup.formulas import freezing_stages, time_speedup
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SWEEP = ["strategy=cubic,none", "t_0=0.5,0.8", "seed=0,1"]

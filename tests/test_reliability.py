@@ -10,9 +10,9 @@ import time
 
 import pytest
 import torch
-
 from conftest import REPO, TINY, run_cli
-from freezeout.metrics import read_metrics
+
+from freezeout.rundir.records import read_metrics
 
 # Each bad input: the override(s) and what the one-line message must contain (key and value).
 BAD_INPUTS = {

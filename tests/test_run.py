@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import REPO, TINY, run_cli
 from hydra import compose, initialize_config_dir
 
-from conftest import REPO, TINY, run_cli
 from freezeout.config import register_configs
-from freezeout.metrics import RunSummary, read_metrics
+from freezeout.rundir.records import RunSummary, read_metrics
 
 register_configs()
 METRIC_FIELDS = {"epoch", "iteration", "train_loss", "val_loss", "val_err", "frozen_groups", "train_seconds",
@@ -71,7 +71,8 @@ def compose_cfg(*overrides: str):
 def test_train_on_cifar_format_files(tmp_path, name):
     """The CIFAR path end to end (augmentation, test evaluation) on files in CIFAR's own format."""
     from test_data import write_cifar
-    from freezeout.trainer import train
+
+    from freezeout.training.trainer import train
 
     write_cifar(tmp_path / "data", name, n_train=100, n_test=20)
     cfg = compose_cfg(f"data={name}", f"data.root={tmp_path / 'data'}", "data.val_size=20", "model.depth=10",
@@ -84,7 +85,7 @@ def test_train_on_cifar_format_files(tmp_path, name):
 
 
 def test_const_time_trains_longer_by_the_predicted_speedup(tmp_path, fmnist_root):
-    from freezeout.trainer import train
+    from freezeout.training.trainer import train
 
     cfg = compose_cfg(*TINY, f"data.root={fmnist_root}", "epochs=1", "const_time=true", "t_0=0.5",
                       "checkpoint=false")

@@ -11,11 +11,11 @@ import time
 
 import pytest
 import torch
-
 from conftest import REPO, TINY, run_cli
-from freezeout.metrics import read_metrics
-from freezeout.predict import FULL_TIMING, time_model_budget
-from freezeout.runlock import hold_run_lock, lock_holder
+
+from freezeout.rundir.lock import hold_run_lock, lock_holder
+from freezeout.rundir.records import read_metrics
+from freezeout.speedup.timemodel import FULL_TIMING, time_model_budget
 
 DROP = {"train_seconds", "epoch_seconds", "eval_seconds", "peak_memory_mb"}
 

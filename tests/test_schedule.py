@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from freezeout.schedule import (
+from freezeout.freezing.schedule import (
     STRATEGIES,
     check_strategy,
     check_t_0,

@@ -6,12 +6,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from freezeout.engine import TrainStep, measure_stage_seconds
-from freezeout.freezer import FreezeOut
+from freezeout.freezing.controller import FreezeOut
+from freezeout.freezing.schedule import Schedule, layer_times
 from freezeout.models import build_model
-from freezeout.predict import calc_speedup, group_costs
-from freezeout.schedule import Schedule, layer_times
-from freezeout.speedup import (
+from freezeout.models.flops import group_costs
+from freezeout.speedup.formulas import (
     flops_speedup,
     freezing_stages,
     frozen_groups_at,
@@ -19,6 +18,8 @@ from freezeout.speedup import (
     paper_speedup,
     time_speedup,
 )
+from freezeout.speedup.timemodel import calc_speedup
+from freezeout.training.step import TrainStep, measure_stage_seconds
 
 
 def flops_for(costs, t_0, strategy):

@@ -6,17 +6,23 @@ import logging
 import math
 
 import pytest
+from conftest import REPO, TINY
 from hydra import compose, initialize_config_dir
 
-from conftest import REPO, TINY
 from freezeout.config import register_configs, validate
 from freezeout.errors import ConfigError
-from freezeout.metrics import read_metrics
-from freezeout.schedule import learning_rate
-from freezeout.strategies import (autofreeze_count, layer_freezing_count, layer_freezing_times, percentile,
-                                  realised_times, strategy_schedule)
-from freezeout.speedup import time_speedup
-from freezeout.trainer import train
+from freezeout.freezing.rules import (
+    autofreeze_count,
+    layer_freezing_count,
+    layer_freezing_times,
+    percentile,
+    realised_times,
+    strategy_schedule,
+)
+from freezeout.freezing.schedule import learning_rate
+from freezeout.rundir.records import read_metrics
+from freezeout.speedup.formulas import time_speedup
+from freezeout.training.trainer import train
 
 register_configs()
 pytestmark = pytest.mark.usefixtures("one_thread")

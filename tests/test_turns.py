@@ -1,16 +1,16 @@
-"""Runs taking turns (freezeout.turns): real tiny runs in one process hand over at their log
+"""Runs taking turns (freezeout.bench.turns): real tiny runs in one process hand over at their log
 points, as their CSV logs' wall times show, and compute exactly what they compute alone."""
 from __future__ import annotations
 
 import csv
 
 import pytest
-
 from conftest import TINY
+
+from freezeout.bench.turns import take_turns
 from freezeout.config import compose_config
 from freezeout.errors import ConfigError
-from freezeout.trainer import train
-from freezeout.turns import take_turns
+from freezeout.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

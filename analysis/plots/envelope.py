@@ -21,8 +21,7 @@ from ..methods import method_params
 from ..pairing import is_freezeout
 from .clip import draw_points, label_clipped, robust_limits
 from .labels import place_labels
-from .style import (family_labels, figure, legend_outside, marker_kw, note, ok, save,
-                    scale_lr_handles, style)
+from .style import family_labels, figure, legend_outside, marker_kw, note, ok, save, scale_lr_handles, style
 
 PAPER_SPEEDUP, PAPER_ERROR = 20.0, 3.0  # percent: "speedup below 20% within 3% relative error"
 PAPER_LABEL = "paper's claim (Brock et al. 2017):\nspeedup ≤ 20%, relative error ≤ 3%"

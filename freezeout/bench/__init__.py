@@ -7,7 +7,7 @@ default benchmark run (the quickstart model on 4,096 Fashion-MNIST images, 3 epo
 figure is printed when measured and all are written to ``bench.out`` as JSON, with pass/fail.
 
 Sections:
-  realisation   rounds of real train() runs taking turns every log_every iterations (freezeout.turns):
+  realisation   rounds of real train() runs taking turns every log_every iterations (freezeout.bench.turns):
                 a baseline and FreezeOut, each run measuring its time model first (predict_time=true);
                 with bench.cache, the first t_0 also with cache_frozen=true. Targets (median over
                 rounds): measured / time-predicted speedup in 0.95-1.05; uncached / cached seconds >= 1.3.
@@ -47,12 +47,12 @@ from .settings import compose_run, parse, say
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; returns the results (also written to ``bench.out`` as JSON)."""
-    from .. import distributed
     from ..config import validate
     from ..data import batch_stream, load_data
-    from ..metrics import read_json, write_json_atomic
-    from ..provenance import device_name, git_revision, library_versions
-    from ..trainer import build_run_model
+    from ..distributed import process_group as distributed
+    from ..rundir.provenance import device_name, git_revision, library_versions
+    from ..rundir.records import read_json, write_json_atomic
+    from ..training.trainer import build_run_model
 
     s, overrides = parse(argv := list(sys.argv[1:] if argv is None else argv))
     if distributed.spawned(s.world_size, main, argv):  # N new processes ran this benchmark together

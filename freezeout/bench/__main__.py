@@ -1,3 +1,4 @@
 """``python -m freezeout.bench``."""
 from . import cli
+
 cli()

@@ -10,14 +10,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import distributed
-from ..devices import autocast_dtype, synchronize
-from ..engine import TrainStep, run_iterations
+from ..distributed import process_group as distributed
 from ..errors import ConfigError
-from ..optim import optimizer_factory
-from ..predict import held_controller
-from ..turns import take_turns
+from ..freezing.optim import optimizer_factory
+from ..speedup.timemodel import held_controller
+from ..training.devices import autocast_dtype, synchronize
+from ..training.step import TrainStep, run_iterations
 from .settings import compose_run, pct, say
+from .turns import take_turns
 
 #: Targets: realised/predicted speedup (time model) within 5%; the harness at most 3% slower than
 #: a bare loop; a step with all but the head frozen at most 25% dearer than a forward alone.
@@ -25,7 +25,7 @@ REALISATION_TARGET, OVERHEAD_TARGET, FROZEN_PREFIX_TARGET, CACHE_TARGET = (0.95,
 
 
 def realisation(s, overrides: list[str], workdir: Path) -> dict:
-    """Rounds of real ``train()`` runs taking turns (:mod:`freezeout.turns`), a baseline and FreezeOut
+    """Rounds of real ``train()`` runs taking turns (:mod:`freezeout.bench.turns`), a baseline and FreezeOut
     runs measuring their time model as a user's run does. Realisation: the median over rounds of
     (1 - F / B seconds) / predicted. With ``bench.cache`` the first t_0 also runs with the cache:
     its speed ratio is the median over rounds of uncached / cached seconds."""

@@ -13,6 +13,7 @@ from torch import nn
 from ..errors import ConfigError, one_line
 from .base import LayerGroup
 from .chain import build_groups, check_chain, merge_groups
+from .flops import group_costs
 from .grouping import GroupSpec, explicit_groups, forward_order_groups, timm_groups
 from .sources import ModelBuildError
 from .trace import first_conv, trace_forward
@@ -61,8 +62,6 @@ def group_model(net: nn.Module, input_shape: Sequence[int], groups="auto", max_g
     model = ExternalModel(net, specs, how, notes)
     check_chain(net, model.layer_groups(), trace)
     if max_groups is not None and len(specs) > max_groups:
-        from ..predict import group_costs  # local: speedup is the harness's layer, not the models'
-
         try:
             costs = group_costs(model, input_shape)
         except Exception as e:

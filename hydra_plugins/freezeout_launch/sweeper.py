@@ -13,11 +13,11 @@ included, is Hydra's BasicSweeper.
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from hydra.core.config_store import ConfigStore
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
 
-from freezeout.runkeys import FREEZEOUT_KEYS
-from freezeout.strategies import PEERS
+from freezeout.freezing.rules import PEERS
+from freezeout.rundir.identity import FREEZEOUT_KEYS
 
 #: Settings that mean nothing without freezing (strategy=none trains every group to the end).
 FREEZEOUT_ONLY_KEYS = tuple(k for k in FREEZEOUT_KEYS if k != "strategy")

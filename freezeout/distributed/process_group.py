@@ -1,7 +1,7 @@
 """Several processes training one run: the process group, ranks, and the collectives the harness
 uses (objects, a lock held by rank 0, a stop request all act on, the mean loss), on PyTorch's own
-engine (torch.distributed). What a run does with them is in :mod:`freezeout.runranks`; the DDP
-wrapper's life as groups freeze in :mod:`freezeout.ddp`. Everything here is a no-op in a single
+engine (torch.distributed). What a run does with them is in :mod:`freezeout.distributed.ranks`; the DDP
+wrapper's life as groups freeze in :mod:`freezeout.distributed.gradsync`. Everything here is a no-op in a single
 process.
 
 Who starts the processes:
@@ -27,9 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import ConfigError
-
-
+from ..errors import ConfigError
 
 # --- the process group --------------------------------------------------------------------------
 
@@ -206,7 +204,7 @@ class SharedStop:
 
 
 def shared_stop(local: Callable[[], bool]) -> Callable[[], bool]:
-    """``local`` (a :class:`~freezeout.interrupt.StopRequest`) as all processes' common decision."""
+    """``local`` (a :class:`~freezeout.training.signals.StopRequest`) as all processes' common decision."""
     return SharedStop(local) if active() else local
 
 

@@ -1,5 +1,5 @@
 """What a run on several processes does differently (:mod:`freezeout.distributed` gives the
-processes; :mod:`freezeout.ddp` the gradient all-reduce): the checks it needs, per-process seeds,
+processes; :mod:`freezeout.distributed.gradsync` the gradient all-reduce): the checks it needs, per-process seeds,
 SyncBatchNorm, one model on every process at each epoch end, every process's own states in the
 one checkpoint, and rank 0 alone logging. Everything here leaves a single-process run as it was.
 
@@ -20,8 +20,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import distributed
-from .errors import ConfigError
+from ..errors import ConfigError
+from . import process_group as distributed
 
 #: Test hook: when set to a directory, every process saves its model's state_dict there at each
 #: epoch end (``rank{r}-epoch{e}.pt``), so a test can compare the processes' weights.

@@ -1,13 +1,13 @@
 """``train(cfg) -> RunSummary``: one FreezeOut run, from config to per-run records.
 
-Wires config, data, model, schedule, controller and the engine (:mod:`freezeout.engine`, which
-runs every training step; :mod:`freezeout.epochs` runs the epochs), and writes
+Wires config, data, model, schedule, controller and the engine (:mod:`freezeout.training.step`, which
+runs every training step; :mod:`freezeout.training.loop` runs the epochs), and writes
 ``metrics.jsonl``, ``summary.json`` and checkpoints. ``train_seconds`` counts training steps
 only: evaluation and checkpointing are timed apart. One process at a time trains a run
-directory (:mod:`freezeout.runlock`); SIGINT and SIGTERM stop it cleanly (:mod:`freezeout.interrupt`).
+directory (:mod:`freezeout.rundir.lock`); SIGINT and SIGTERM stop it cleanly (:mod:`freezeout.training.signals`).
 
 On several processes (torchrun, ``hydra/launcher=slurm_ddp``) every process runs this same flow on
-its shard of each batch (:mod:`freezeout.distributed`, :mod:`freezeout.runranks`); rank 0 alone
+its shard of each batch (:mod:`freezeout.distributed`, :mod:`freezeout.distributed.ranks`); rank 0 alone
 holds the lock, evaluates and writes files.
 """
 from __future__ import annotations
@@ -22,27 +22,40 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import distributed, runranks
+from ..config import validate
+from ..data import Splits, iterations_per_epoch, load_data
+from ..distributed import process_group as distributed
+from ..distributed import ranks as runranks
+from ..freezing.controller import FreezeOut, make_controller
+from ..freezing.optim import optimizer_factory
+from ..freezing.rules import ADAPTIVE, realised_times, strategy_schedule
+from ..freezing.schedule import Schedule
+from ..models import factory
+from ..models.flops import group_costs
+from ..models.report import format_report, grouping_rows
+from ..rundir.lock import hold_run_lock
+from ..rundir.provenance import device_name, git_revision, library_versions
+from ..rundir.records import (
+    COMPLETED,
+    DIVERGED,
+    FAILED,
+    FINAL_STATUSES,
+    INTERRUPTED,
+    METRICS_FILE,
+    RUNNING,
+    SUMMARY_FILE,
+    RunSummary,
+    read_metrics,
+    rewrite_metrics,
+)
+from ..rundir.resume import hydra_output_dir, prior_run
+from ..speedup.formulas import freezing_stages
+from ..speedup.timemodel import measure_run, predict_run
 from .cache import FrozenPrefixCache
-from .config import validate
-from .data import Splits, iterations_per_epoch, load_data
-from .engine import Diverged, TrainStep, evaluate
-from .epochs import LoopState, restore, train_epochs
-from .freezer import FreezeOut, make_controller
-from .groups import format_report, grouping_rows
-from .interrupt import Interrupted, StopRequest
-from .loggers import open_loggers
-from .metrics import (COMPLETED, DIVERGED, FAILED, FINAL_STATUSES, INTERRUPTED, METRICS_FILE, RUNNING, SUMMARY_FILE,
-                      RunSummary, read_metrics, rewrite_metrics)
-from .models import factory
-from .optim import optimizer_factory
-from .predict import group_costs, measure_run, predict_run
-from .provenance import device_name, git_revision, library_versions
-from .rundir import hydra_output_dir, prior_run
-from .runlock import hold_run_lock
-from .schedule import Schedule
-from .speedup import freezing_stages
-from .strategies import ADAPTIVE, realised_times, strategy_schedule
+from .loop import LoopState, restore, train_epochs
+from .signals import Interrupted, StopRequest
+from .step import Diverged, TrainStep, evaluate
+from .trackers import open_loggers
 
 log = logging.getLogger("freezeout")
 
@@ -55,8 +68,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     benchmark hands the machine to another run there. Invalid settings raise
     :class:`~freezeout.errors.ConfigError` before anything is written. A finished run in
     ``run_dir`` is returned as it is; an interrupted one is resumed from its last checkpoint.
-    Raises :class:`~freezeout.runlock.RunLocked` when another process trains ``run_dir``, and
-    :class:`~freezeout.interrupt.Interrupted` after SIGINT/SIGTERM (with a checkpoint)."""
+    Raises :class:`~freezeout.rundir.lock.RunLocked` when another process trains ``run_dir``, and
+    :class:`~freezeout.training.signals.Interrupted` after SIGINT/SIGTERM (with a checkpoint)."""
     distributed.setup()  # joins the launch's process group when started on several processes
     device = runranks.check_config(cfg, validate(cfg))
     run_dir = Path(run_dir) if run_dir is not None else hydra_output_dir()

@@ -1,6 +1,6 @@
 """Freezing rules by name, on the same layer groups: FreezeOut's (``linear``, ``squared``,
 ``cubic``; ``none`` is the baseline) and two peers, ``layer_freezing`` and ``autofreeze``.
-Pure math, no torch: the controllers in :mod:`freezeout.freezer` apply these rules.
+Pure math, no torch: the controllers in :mod:`freezeout.freezing.controller` apply these rules.
 """
 from __future__ import annotations
 

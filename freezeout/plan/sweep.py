@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -30,19 +29,33 @@ from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.freezeout_launch.placement import register_resolvers
-from hydra_plugins.freezeout_launch.sweeper import FreezeOutSweeper, drop_redundant_baselines
+from hydra_plugins.freezeout_launch.sweeper import (
+    FreezeOutSweeper,
+    drop_redundant_baselines,
+)
 
-from .checkpoint import CHECKPOINT_FILE
-from .config import model_kwargs, register_configs, validate
-from .data import check_sizes, dataset_spec, iterations_per_epoch
-from .errors import ConfigError
-from .metrics import FINAL_STATUSES, SUMMARY_FILE, RunSummary
-from .models import build_model
-from .models.factory import build_external, model_kind
-from .steptimes import PlanError, predict_row, read_step_times, step_times_of, write_step_times
-from .strategies import ADAPTIVE, strategy_schedule
+from ..config import (
+    config_dir,
+    model_kwargs,
+    register_configs,
+    use_shipped_sweeps,
+    validate,
+)
+from ..data import check_sizes, dataset_spec, iterations_per_epoch
+from ..errors import ConfigError
+from ..freezing.rules import ADAPTIVE, strategy_schedule
+from ..models import build_model
+from ..models.factory import build_external, model_kind
+from ..rundir.checkpoint import CHECKPOINT_FILE
+from ..rundir.records import FINAL_STATUSES, SUMMARY_FILE, RunSummary
+from .steptimes import (
+    PlanError,
+    predict_row,
+    read_step_times,
+    step_times_of,
+    write_step_times,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 USAGE = "python -m freezeout.plan [-m] [--step-times FILE] [--save-step-times FILE] OVERRIDES..."
 
 
@@ -90,11 +103,11 @@ def plan(overrides: list[str], step_times: str | None = None, save_step_times: s
 
 def _compose(overrides: list[str]):
     """The sweep's master config, composed as ``run.py -m`` composes it, and Hydra's loader."""
-    os.environ.setdefault("FREEZEOUT_ROOT", str(REPO))  # sweeps/ as a config group, as run.py does
+    use_shipped_sweeps()  # sweeps/ as a config group, as run.py does
     setup_globals()  # Hydra's own resolvers (${now:...})
     register_configs()
     register_resolvers()
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(REPO / "conf")))
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(config_dir())))
     try:
         return loader.load_configuration("config", list(overrides), run_mode=RunMode.MULTIRUN), loader
     except (HydraException, OmegaConfBaseException) as e:

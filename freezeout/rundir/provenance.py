@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The checkout this package runs from, when it is one (its git revision is recorded).
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def library_versions() -> dict[str, str | None]:

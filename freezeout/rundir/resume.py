@@ -7,10 +7,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import ConfigError
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint
-from .errors import ConfigError
-from .metrics import SUMMARY_FILE, RunSummary
-from .runkeys import NON_SEMANTIC_KEYS, flatten, under
+from .identity import NON_SEMANTIC_KEYS, flatten, under
+from .records import SUMMARY_FILE, RunSummary
 
 
 def prior_run(run_dir: Path, cfg: DictConfig) -> tuple[RunSummary | None, dict[str, Any] | None]:

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import distributed
-from .ddp import GradSync
+from ..distributed import process_group as distributed
+from ..distributed.gradsync import GradSync
 from .devices import autocast_dtype, synchronize
 
 
@@ -47,7 +47,7 @@ class TrainStep:
         self.amp_dtype = autocast_dtype(precision)
         self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         self.channels_last = channels_last
-        #: The frozen-prefix cache (freezeout.cache), when the batches come from it: the step then
+        #: The frozen-prefix cache (freezeout.training.cache), when the batches come from it: the step then
         #: runs the model from the group the store stands at.
         self.cache, self.start = cache, 0
         if compile_model:

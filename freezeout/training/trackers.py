@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .metrics import read_json, write_json_atomic
-from .runkeys import flatten
+from ..errors import ConfigError
+from ..rundir.identity import flatten
+from ..rundir.records import read_json, write_json_atomic
 
 log = logging.getLogger("freezeout")
 

@@ -14,7 +14,7 @@ import itertools
 import threading
 from pathlib import Path
 
-from .trainer import train
+from ..training.trainer import train
 
 
 def take_turns(jobs: list[tuple]) -> list:

@@ -10,20 +10,16 @@ Bad settings print one line and exit with status 2.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from .predict import group_costs
-from .speedup import flops_speedup
-from .strategies import ADAPTIVE, strategy_schedule
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from ..freezing.rules import ADAPTIVE, strategy_schedule
+from ..speedup.formulas import flops_speedup
+from .flops import group_costs
 
 
 @dataclass(frozen=True)
@@ -63,10 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from .config import validate
-    from .errors import ConfigError, one_line
-    from .data import check_sizes, dataset_spec
-    from .models.factory import build_run_model, describe
+    from ..config import validate
+    from ..data import check_sizes, dataset_spec
+    from ..errors import ConfigError, one_line
+    from .factory import build_run_model, describe
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -96,14 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
+    from ..config import compose_config
 
-    from .config import register_configs
-
-    os.environ.setdefault("FREEZEOUT_ROOT", str(REPO_ROOT))  # sweeps/ as a config group
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+    return compose_config(*overrides)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from .engine import TrainStep, measure_stage_seconds, median_stage_seconds
-from .freezer import FreezeOut, OptimizerFactory
-from .schedule import Schedule, check_strategy, check_t_0, layer_times
-from .speedup import METHODS, flops_speedup, freezing_stages, paper_speedup, time_speedup
+from ..freezing.controller import FreezeOut, OptimizerFactory
+from ..freezing.schedule import Schedule, check_strategy, check_t_0, layer_times
+from ..models.flops import group_costs
+from ..training.step import TrainStep, measure_stage_seconds, median_stage_seconds
+from .formulas import METHODS, flops_speedup, freezing_stages, paper_speedup, time_speedup
 
 log = logging.getLogger("freezeout")
 
@@ -32,40 +32,6 @@ def held_controller(groups, make_optimizer: OptimizerFactory, k: int = 0, lr: fl
     controller = FreezeOut(groups, Schedule((1.0,) * len(groups), _HOLD_ITERS, lr, False), make_optimizer)
     controller.freeze_prefix(k)
     return controller
-
-
-def group_costs(model: nn.Module, input_shape: Sequence[int]) -> list[float]:
-    """Forward FLOPs of each layer group for one input of ``input_shape`` (with batch dim),
-    counted with ``FlopCounterMode`` on the real model (in eval mode; its mode is restored)."""
-    groups = model.layer_groups()
-    param = next(model.parameters())
-    x = torch.zeros(*input_shape, device=param.device, dtype=param.dtype)
-    counts = [0.0] * len(groups)
-    hooks = []
-    counter = FlopCounterMode(display=False)
-
-    def bracket(i: int):
-        def pre(module, args):
-            counts[i] -= counter.get_total_flops()
-
-        def post(module, args, out):
-            counts[i] += counter.get_total_flops()
-        return pre, post
-
-    for i, g in enumerate(groups):
-        for root in g.roots:  # a group's roots are disjoint subtrees: their counts add up
-            pre, post = bracket(i)
-            hooks += [root.register_forward_pre_hook(pre), root.register_forward_hook(post)]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad(), counter:
-            model(x)
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
-    return counts
 
 
 def paper_applies(model: nn.Module, input_shape: Sequence[int]) -> bool:
@@ -86,7 +52,7 @@ def measure_stages(model: nn.Module, stages: Sequence[int], make_batches: Callab
     """Seconds per training step with the first ``k`` groups frozen, for each ``k`` in ``stages``,
     measured with the engine's loop and the run's own optimizer and step: the median of
     ``chunks`` chunks of ``steps`` steps; and the one-off seconds each stage's start costs (see
-    :func:`~freezeout.engine.measure_stage_seconds`)."""
+    :func:`~freezeout.training.step.measure_stage_seconds`)."""
     def make_controller(groups):
         return held_controller(groups, make_optimizer)
 
@@ -167,8 +133,8 @@ def predict_run(cfg, model: nn.Module, input_shape: Sequence[int], costs: Sequen
     defined (a FreezeOut strategy on DenseNet-BC 32x32), time from ``step_times`` (see
     :func:`measure_run`) when they were measured. On several processes all take rank 0's time
     figure: a const_time run's length must agree."""
-    from . import distributed
-    from .schedule import STRATEGIES as FREEZEOUT_STRATEGIES
+    from ..distributed import process_group as distributed
+    from ..freezing.schedule import STRATEGIES as FREEZEOUT_STRATEGIES
 
     paper = None
     if cfg.strategy.name in FREEZEOUT_STRATEGIES:
@@ -184,9 +150,9 @@ def run_timing_inputs(cfg, data, make_step) -> tuple[Callable, Callable]:
     """What the time model times for a run: ``make_step(model, optimizer)`` with the run's cache
     when it has one, and ``make_batches(step)``, the run's batches (from the cache's store for a
     cached step) on a stream seeded apart from the run's, sharded as the run's."""
-    from . import distributed
-    from .cache import FrozenPrefixCache
-    from .data import batch_stream
+    from ..data import batch_stream
+    from ..distributed import process_group as distributed
+    from ..training.cache import FrozenPrefixCache
 
     def make_run_step(m, optimizer):
         cache = FrozenPrefixCache(m, data.train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host) \

@@ -11,15 +11,16 @@ from pathlib import Path
 
 import torch
 
-from .config import validate
-from .data import dataset_spec, load_data
-from .engine import TrainStep
-from .metrics import write_json_atomic
-from .optim import optimizer_factory
-from .predict import group_costs, measure_stages, run_timing_inputs
-from .provenance import device_name
-from .speedup import flops_speedup, freezing_stages, frozen_groups_at, time_speedup
-from .trainer import build_run_model
+from ..config import validate
+from ..data import dataset_spec, load_data
+from ..freezing.optim import optimizer_factory
+from ..models.flops import group_costs
+from ..rundir.provenance import device_name
+from ..rundir.records import write_json_atomic
+from ..speedup.formulas import flops_speedup, freezing_stages, frozen_groups_at, time_speedup
+from ..speedup.timemodel import measure_stages, run_timing_inputs
+from ..training.step import TrainStep
+from ..training.trainer import build_run_model
 
 
 class PlanError(Exception):

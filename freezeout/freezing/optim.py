@@ -8,8 +8,8 @@ from typing import Any, Mapping
 
 import torch
 
-from .errors import ConfigError
-from .freezer import OptimizerFactory
+from ..errors import ConfigError
+from .controller import OptimizerFactory
 
 OPTIMIZERS = ("sgd", "adamw")
 

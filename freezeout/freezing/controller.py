@@ -1,6 +1,6 @@
 """The FreezeOut controller: one optimizer parameter group per layer group, per-group learning
 rates, and freezing (DESIGN §1 "Freezing"). Knows no architecture and no optimizer: it sees a
-list of layer groups, a :class:`~freezeout.schedule.Schedule` and a function that builds any
+list of layer groups, a :class:`~freezeout.freezing.schedule.Schedule` and a function that builds any
 ``torch.optim`` optimizer from parameter groups.
 """
 from __future__ import annotations
@@ -118,7 +118,7 @@ class AutoFreeze(FreezeOut):
     the step just done) and its relative change since the previous check, and freezes the longest
     prefix of active groups whose change is below the ``q``-th percentile of the active groups'
     changes (at most ``max_per_check`` groups per check; never the head; see
-    :func:`freezeout.strategies.autofreeze_count`). Rates follow the baseline's cosine over all of
+    :func:`freezeout.freezing.rules.autofreeze_count`). Rates follow the baseline's cosine over all of
     training (``Schedule.anneal == "global"``). Where it differs from the paper: the paper
     fine-tunes pretrained transformer layers and judges each layer by its gradient norm change
     accumulated over the interval; here the layers are layer groups, trained from scratch, and
@@ -137,7 +137,7 @@ class AutoFreeze(FreezeOut):
         return super().step(j)
 
     def _check(self, j: int) -> None:
-        from .strategies import autofreeze_count, relative_change
+        from .rules import autofreeze_count, relative_change
 
         active = range(self.num_frozen, len(self.groups))
         norms = {i: _grad_norm(self.groups[i]) for i in active}

@@ -5,7 +5,7 @@ goes on exactly as if it had never stopped.
 
 On several processes every process runs these epochs on its shard of each batch; at each epoch
 end every process takes rank 0's model, rank 0 alone evaluates and writes the files, and the one
-checkpoint holds every process's random states (:mod:`freezeout.runranks`)."""
+checkpoint holds every process's random states (:mod:`freezeout.distributed.ranks`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,15 +19,16 @@ from typing import Callable
 import torch
 from omegaconf import OmegaConf
 
-from . import distributed, runranks
-from .checkpoint import CHECKPOINT_FILE, restore_rng_state, rng_state, save_checkpoint
-from .data import Splits, epoch_permutation, train_batches
+from ..data import Splits, epoch_permutation, train_batches
+from ..distributed import process_group as distributed
+from ..distributed import ranks as runranks
+from ..freezing.controller import FreezeOut
+from ..rundir.checkpoint import CHECKPOINT_FILE, restore_rng_state, rng_state, save_checkpoint
+from ..rundir.records import METRICS_FILE, RunSummary, append_metrics
 from .devices import peak_memory_mb
-from .engine import TrainStep, evaluate, run_iterations
-from .freezer import FreezeOut
-from .interrupt import Interrupted
-from .metrics import METRICS_FILE, RunSummary, append_metrics
 from .progress import Progress
+from .signals import Interrupted
+from .step import TrainStep, evaluate, run_iterations
 
 log = logging.getLogger("freezeout")
 
@@ -61,7 +62,7 @@ def train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainSte
     """Epochs until the schedule's iterations are done. ``on_epoch(summary)`` brings the summary
     up to date and writes it after each epoch; ``loggers`` (when given) hear of every log_every
     read-back and every epoch; ``pause(iteration)`` (when given) is called there too, its time
-    not counted as training. Raises :class:`~freezeout.interrupt.Interrupted`
+    not counted as training. Raises :class:`~freezeout.training.signals.Interrupted`
     after a stop request, with a checkpoint of the epoch so far."""
     total = controller.schedule.total_iters
     epochs, n = math.ceil(total / ipe), len(controller.groups)

@@ -4,13 +4,13 @@ formulas, pure math on plain numbers and a schedule's times, so they are trivial
 Three models, all returning the fraction of training time saved (0 = none, 0.3 = 30% faster):
 ``flops`` weighs each group's forward FLOPs by the schedule, ``paper`` is the estimate of the
 paper's own code (DenseNet-BC, 32x32 only), ``time`` integrates measured step times per freezing
-stage over the schedule. Counting FLOPs and timing steps on a real model is ``freezeout.predict``.
+stage over the schedule. Counting FLOPs and timing steps on a real model is ``freezeout.speedup.timemodel``.
 """
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from .schedule import check_strategy, check_t_0, scale
+from ..freezing.schedule import check_strategy, check_t_0, scale
 
 METHODS = ("flops", "paper", "time")
 

@@ -1,0 +1,6 @@
+"""The algorithm: FreezeOut's schedule (pure math), the registry of freezing rules (FreezeOut's
+strategies and its rivals, each declared once), the controller that sets each layer group's
+rate and freezes it, and the optimizer factories. Usable in any training loop.
+
+May import: ``errors`` and the standard library, torch. Nothing else of the project.
+"""

@@ -1,0 +1,6 @@
+"""``python -m freezeout.groups``."""
+import sys
+
+from ..models.report import main
+
+sys.exit(main())
