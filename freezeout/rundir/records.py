@@ -63,6 +63,9 @@ class RunSummary:
     step_seconds: Optional[dict] = None
     # Runs on several processes: bytes of gradients all-reduced per step, by frozen groups ("0": none).
     allreduce_bytes_per_step: Optional[dict] = None
+    # The load it trained under: CPU time against wall time, the machine's other work, jobs beside
+    # it, runs taking turns with it (freezeout/rundir/load.py); None when not recorded.
+    load: Optional[dict] = None
     # Results.
     train_seconds: float = 0.0  # training steps only (forward, backward, optimizer)
     eval_seconds: float = 0.0
