@@ -13,9 +13,11 @@ import statistics
 from typing import Any
 
 from .collect import COMPLETED, PREDICTION_KINDS
+from .loadgap import load_columns
 from .methods import SCHEDULES, method_key, method_label, method_sort_key
 from .pairing import ENVIRONMENT, is_freezeout, semantic_config
 from .seeds import mark_repeats, repeat_text, repeated_seeds
+from .stats import interval_columns
 
 _ALWAYS_SHOWN = ("model.name", "data.name")
 
@@ -105,6 +107,7 @@ def _group_row(members: list[dict]) -> dict[str, Any]:
     for name in ("measured_speedup", "relative_error"):
         mean, std, n = stats([r[name] for r in used])
         row.update({f"{name}_mean": mean, f"{name}_std": std, f"{name}_n": n})
+    row.update(interval_columns(used), **load_columns(used))  # bootstrap intervals; load per comparison
     for kind in PREDICTION_KINDS:
         row[f"predicted_speedup_{kind}"] = stats([r[f"predicted_speedup_{kind}"] for r in used])[0]
     mean, std, _ = stats([r["final_val_err"] for r in used])

@@ -9,6 +9,7 @@ import pandas as pd
 
 from .aggregate import add_settings, aggregate
 from .collect import collect_runs
+from .loadgap import add_load_gaps
 from .pairing import pair_runs
 from .plots import plot_all
 from .report import markdown_notes, markdown_table, not_completed, not_completed_line, text_report, unpaired
@@ -20,7 +21,8 @@ RUN_COLUMNS = [
     "train_seconds", "final_val_err", "best_val_err", "test_err", "predicted_speedup_flops",
     "predicted_speedup_paper", "predicted_speedup_time", "const_time_prediction",
     "measured_speedup", "relative_error", "baseline_dir", "baseline_val_err",
-    "duplicate_baselines", "repeat_of", "unpaired", "error", "note",
+    "duplicate_baselines", "repeat_of", "unpaired", "load_gap", "load_unequal", "load_note", "load",
+    "error", "note",
 ]
 
 
@@ -52,7 +54,7 @@ def analyze(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
     """
     root = Path(path)
     out = Path(out) if out is not None else root / "analysis"
-    runs = add_settings(pair_runs(collect_runs(root, exclude=out)))
+    runs = add_settings(add_load_gaps(pair_runs(collect_runs(root, exclude=out))))
     summary = aggregate(runs)
     table = markdown_table(summary)
 

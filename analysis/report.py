@@ -5,8 +5,21 @@ import math
 from pathlib import Path
 
 from .collect import COMPLETED
+from .loadgap import unequal_lines
 from .pairing import is_freezeout
 from .seeds import repeat_text
+from .stats import DELTA, LEVEL, MAX_SEEDS, POWER, RESAMPLES
+
+STATS_NOTE = (
+    f"Measured speedup and relative error: mean ± sample standard deviation over seeds "
+    f"[{100 * LEVEL:g}% percentile bootstrap interval of the mean, in percent, {RESAMPLES:,} "
+    f"resamples of the seeds' paired values]. With 3 seeds or fewer such an interval spans at "
+    f"most the seeds' own range and covers less than {100 * LEVEL:g}%: read it as a lower bound "
+    f"on the uncertainty. paper's region (speedup 0–20%, relative error ≤ 3%): inside only when "
+    f"both intervals lie in it, outside when either misses it, undecided otherwise. Seeds for "
+    f"{100 * DELTA:g} pts: seeds a two-sided paired t-test (5% level, power {POWER:g}; exact, "
+    f"noncentral t) needs to resolve a {100 * DELTA:g}-point difference at the spread measured "
+    f"here.")
 
 
 def pct(x: float | None) -> str:
@@ -16,11 +29,25 @@ def pct(x: float | None) -> str:
     return f"{100 * x + 0.0:.1f}%".replace("-0.0%", "0.0%")  # no "-0.0%" for a tiny negative
 
 
-def mean_std(mean: float, std: float) -> str:
-    """``"25.0% ± 3.5%"``, or just the mean where the spread is undefined (one seed)."""
+def mean_std(mean: float, std: float, lo: float = math.nan, hi: float = math.nan) -> str:
+    """``"25.0% ± 3.5% [21.0, 28.5]"``: mean ± sample std and the bootstrap interval (in
+    percent), or less where the spread or the interval is undefined (one seed)."""
     if math.isnan(std):
         return pct(mean)
-    return f"{pct(mean)} ± {pct(std)}"
+    ci = "" if math.isnan(lo) or math.isnan(hi) else f" [{100 * lo + 0.0:.1f}, {100 * hi + 0.0:.1f}]"
+    return f"{pct(mean)} ± {pct(std)}{ci}"
+
+
+def seeds_text(n: float) -> str:
+    """Seeds needed as printed: ``12``, ``>10000``, an em dash where unknown."""
+    if n is None or math.isnan(n):
+        return "—"
+    return f">{MAX_SEEDS}" if math.isinf(n) else str(int(n))
+
+
+def _interval(row: dict, name: str) -> str:
+    return mean_std(row[f"{name}_mean"], row[f"{name}_std"], row.get(f"{name}_lo", math.nan),
+                    row.get(f"{name}_hi", math.nan))
 
 
 def _n_seeds(row: dict) -> str:
@@ -47,9 +74,20 @@ def markdown_table(summary: list[dict]) -> str:
         if any_value(f"predicted_speedup_{kind}"):
             cols.append((f"predicted ({kind})", lambda r, k=kind: pct(r[f"predicted_speedup_{k}"])))
     cols += [
-        ("measured speedup",
-         lambda r: mean_std(r["measured_speedup_mean"], r["measured_speedup_std"])),
-        ("relative error", lambda r: mean_std(r["relative_error_mean"], r["relative_error_std"])),
+        ("measured speedup", lambda r: _interval(r, "measured_speedup")),
+        ("relative error", lambda r: _interval(r, "relative_error")),
+    ]
+    if any(r.get("paper_region") for r in summary):
+        cols.append(("paper's region", lambda r: r.get("paper_region") or "—"))
+    if any(not math.isnan(r.get("relative_error_seeds_needed", math.nan)) for r in summary):
+        cols.append((f"seeds for {100 * DELTA:g} pts (error / speedup)",
+                     lambda r: "—" if not is_freezeout(r) else
+                     f"{seeds_text(r['relative_error_seeds_needed'])} / "
+                     f"{seeds_text(r['measured_speedup_seeds_needed'])}"))
+    if any(r.get("n_load_unequal") for r in summary):
+        cols.append(("unequal load", lambda r: f"{r['n_load_unequal']} of {r['measured_speedup_n']}"
+                     if r.get("n_load_unequal") else ""))
+    cols += [
         ("val err", lambda r: pct(r["final_val_err_mean"])),
         ("baseline val err", lambda r: pct(r["baseline_val_err_mean"])),
         ("n seeds", _n_seeds),
@@ -69,8 +107,11 @@ def repeat_lines(summary: list[dict]) -> list[str]:
 def markdown_notes(runs: list[dict], summary: list[dict]) -> str:
     """What the table leaves out: how seeds count, repeated seeds, runs without a baseline."""
     lines = ["n seeds counts distinct seeds; a seed run more than once enters the statistics "
-             "once, as its first completed run by path. Mean ± sample standard deviation over "
-             "seeds."]
+             "once, as its first completed run by path. " + STATS_NOTE]
+    unequal = unequal_lines(runs)
+    if unequal:
+        lines += ["", f"Compared under unequal load (measured speedups biased; the time model's "
+                      f"are not): {len(unequal)}", ""] + [f"- {x}" for x in unequal]
     repeats = repeat_lines(summary)
     if repeats:
         lines += ["", "Repeated seeds:", ""] + [f"- {x}" for x in repeats]
@@ -121,6 +162,10 @@ def text_report(root: Path, runs: list[dict], summary: list[dict], table: str,
     if dups:
         lines.append("Several baselines matched; the first by path was used:")
         lines += [f"  - used {b}, also matched: {d}" for b, d in dups]
+    unequal = unequal_lines(runs)
+    if unequal:
+        lines.append(f"Compared with a baseline under unequal load ({len(unequal)}):")
+        lines += [f"  - {x}" for x in unequal]
     repeats = repeat_lines(summary)
     if repeats:
         lines.append("Seeds run more than once (each counted once):")

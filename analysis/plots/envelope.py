@@ -1,6 +1,6 @@
 """The speedup/error envelope: each method's measured speedup against its relative error.
 
-One point per method (mean over seeds, bars ± one standard deviation), colour and marker per
+One point per method (mean over seeds, bars its 95% bootstrap interval), colour and marker per
 strategy, open markers for scale_lr off, the parameters that tell a strategy's points apart written
 beside them (placed so they do not overlap). For reference, the paper's claim: up to 20% speedup
 within 3% relative error (Brock et al. 2017), shaded.
@@ -45,17 +45,25 @@ def _pct(x: float) -> float:
     return 100 * x if ok(x) else 0.0
 
 
+def _bars(rows: list[dict], name: str, means: list[float]) -> list[tuple[float, float]]:
+    """(below, above) the mean of each row's bootstrap interval, in percent; (0, 0) without one."""
+    out = []
+    for r, m in zip(rows, means):
+        lo, hi = r.get(f"{name}_lo"), r.get(f"{name}_hi")
+        out.append((max(0.0, m - 100 * lo), max(0.0, 100 * hi - m)) if ok(lo) and ok(hi) else (0.0, 0.0))
+    return out
+
+
 def _panel(ax, rows: list[dict]):
     """Draw one setting's methods. Returns its strategies' legend handles and a function that
     writes the point labels, to call once the figure's layout is final."""
     xs = [_pct(r["measured_speedup_mean"]) for r in rows]
     ys = [_pct(r["relative_error_mean"]) for r in rows]
-    dx = [_pct(r["measured_speedup_std"]) for r in rows]
-    dy = [_pct(r["relative_error_std"]) for r in rows]
-    # The range covers the error bars too, but not a wild point's (robust_limits drops those).
-    xlim = robust_limits([x + s * d for x, d in zip(xs, dx) for s in (-1, 0, 1)],
+    dx, dy = _bars(rows, "measured_speedup", xs), _bars(rows, "relative_error", ys)
+    # The range covers the intervals too, but not a wild point's (robust_limits drops those).
+    xlim = robust_limits([v for x, (a, b) in zip(xs, dx) for v in (x - a, x, x + b)],
                          include=(0.0, PAPER_SPEEDUP))
-    ylim = robust_limits([y + s * d for y, d in zip(ys, dy) for s in (-1, 0, 1)],
+    ylim = robust_limits([v for y, (a, b) in zip(ys, dy) for v in (y - a, y, y + b)],
                          include=(0.0, PAPER_ERROR))
     ax.set(xlim=xlim, ylim=ylim)
     ax.add_patch(Rectangle((0, ylim[0]), PAPER_SPEEDUP, PAPER_ERROR - ylim[0], zorder=0,
@@ -63,11 +71,10 @@ def _panel(ax, rows: list[dict]):
     ax.axhline(0, color="0.75", linewidth=0.8, zorder=0)
     ax.axvline(0, color="0.75", linewidth=0.8, zorder=0)
     inside = [xlim[0] <= x <= xlim[1] and ylim[0] <= y <= ylim[1] for x, y in zip(xs, ys)]
-    for r, x, y, keep in zip(rows, xs, ys, inside):
+    for r, x, y, ex, ey, keep in zip(rows, xs, ys, dx, dy, inside):
         if keep:
             kw = marker_kw(r["strategy"], r["scale_lr"])
-            ax.errorbar([x], [y], xerr=[_pct(r["measured_speedup_std"])],
-                        yerr=[_pct(r["relative_error_std"])], ecolor=kw["color"],
+            ax.errorbar([x], [y], xerr=[[ex[0]], [ex[1]]], yerr=[[ey[0]], [ey[1]]], ecolor=kw["color"],
                         elinewidth=0.9, capsize=2.5, alpha=0.9, linestyle="none", zorder=3, **kw)
     out = [i for i, keep in enumerate(inside) if not keep]
     flagged = draw_points(ax, [xs[i] for i in out], [ys[i] for i in out], (xlim, ylim),
@@ -116,7 +123,8 @@ def draw_envelope(summary: list[dict]):
     n = ", ".join(map(str, sorted({int(r["measured_speedup_n"]) for r in rows})))
     extra = scale_lr_handles(rows) + [
         Patch(facecolor=PAPER_FACE, edgecolor="0.6", linestyle="--", label=PAPER_LABEL),
-        note(f"points: mean over seeds, bars: ± 1 std\n(n = {n} seeds per point)"),
+        note(f"points: mean over seeds, bars: 95% bootstrap\n"
+             f"interval of the mean (n = {n} seeds per point)"),
         note("no Pareto front: the spreads overlap\ntoo much to rank the points")]
     clipped = [handles.pop(CLIPPED)] if CLIPPED in handles else []  # last in the legend
     legend_outside(fig, list(handles.values()) + extra + clipped)

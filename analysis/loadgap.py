@@ -1,0 +1,80 @@
+"""How unequal the load was between a run and its baseline, per comparison.
+
+Each run records the load it trained under (``summary.json``'s ``load``, see
+``freezeout.rundir.load``). A measured speedup means something only when the run and its
+baseline trained under comparable load: a baseline slowed by jobs beside it makes the run look
+faster. Per paired run:
+
+- runs of one turns round (the same ``turns_group``) trained under the same load by construction;
+- otherwise the share of the machine's CPU time that other work took during each is compared
+  (``load_gap``: the run's minus the baseline's, in fractions of the machine), and so are the jobs
+  of the launch beside each and the other processes on its GPU.
+
+A comparison is *unequal* when the other work differs by more than ``TOLERANCE`` of the machine,
+or the jobs beside or the GPU's other processes differ; ``load_note`` says how. A run or baseline
+that recorded no load is left unjudged (``load_unequal`` None).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+TOLERANCE = 0.10  # other work's share of the machine may differ by this much (10 points)
+
+
+def _load(r: dict) -> dict | None:
+    load = r.get("load")
+    return load if isinstance(load, dict) else None
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def compare_load(run: dict | None, base: dict | None) -> tuple[float, bool | None, str]:
+    """``(load_gap, unequal, note)`` for a run's load record against its baseline's."""
+    if run is None or base is None:
+        which = "run" if run is None else "baseline"
+        return math.nan, None, f"load not recorded by the {which}"
+    if run.get("turns_group") and run.get("turns_group") == base.get("turns_group"):
+        return 0.0, False, ""
+    gap, notes = math.nan, []
+    mine, theirs = run.get("others_cpu_share"), base.get("others_cpu_share")
+    if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)):
+        gap = float(mine) - float(theirs)
+        if abs(gap) > TOLERANCE:
+            notes.append(f"other work took {_pct(mine)} of the machine during the run, "
+                         f"{_pct(theirs)} during its baseline")
+    for key, what in (("jobs_beside", "jobs beside"), ("gpu_processes", "other processes on its GPU")):
+        a, b = run.get(key), base.get(key)
+        if a is not None and b is not None and a != b:
+            notes.append(f"{what}: {a} (run), {b} (baseline)")
+    known = not math.isnan(gap) or notes
+    return gap, (bool(notes) if known else None), "; ".join(notes)
+
+
+def add_load_gaps(records: list[dict]) -> list[dict]:
+    """Copies of paired ``records`` with ``load_gap``, ``load_unequal`` and ``load_note`` (empty
+    for runs without a baseline and for baselines)."""
+    by_dir = {r["dir"]: r for r in records}
+    out = []
+    for r in records:
+        base = by_dir.get(r.get("baseline_dir")) if r.get("baseline_dir") else None
+        gap, unequal, note = (compare_load(_load(r), _load(base)) if base is not None
+                              else (math.nan, None, ""))
+        out.append(dict(r, load_gap=gap, load_unequal=unequal, load_note=note))
+    return out
+
+
+def load_columns(used: list[dict]) -> dict[str, Any]:
+    """Per aggregation group: ``n_load_unequal`` (comparisons under unequal load) and
+    ``n_load_unknown`` (paired runs whose load was not recorded, by them or their baseline)."""
+    paired = [r for r in used if r.get("baseline_dir")]
+    return {"n_load_unequal": sum(1 for r in paired if r.get("load_unequal") is True),
+            "n_load_unknown": sum(1 for r in paired if r.get("load_unequal") is None)}
+
+
+def unequal_lines(runs: list[dict]) -> list[str]:
+    """One line per comparison under unequal load: run, baseline and how."""
+    return [f"{r['dir']} vs {r['baseline_dir']}: {r['load_note']}" for r in runs
+            if r.get("load_unequal") is True]
