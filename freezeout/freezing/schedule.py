@@ -1,7 +1,8 @@
 """FreezeOut's schedule: when each layer group freezes and its learning rate until then.
 
-Pure math, no torch. DESIGN §1: ``t_i = s(t_0 + (1 - t_0) * i / (n - 1))`` with ``s`` the
-strategy's power, and a cosine-annealed rate that reaches zero at ``t_i * T``.
+Pure math, no torch. The semantics (docs/design.md, "FreezeOut, exactly"):
+``t_i = s(t_0 + (1 - t_0) * i / (n - 1))`` with ``s`` the strategy's power, and a cosine-annealed
+rate that reaches zero at ``t_i * T``.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def learning_rate(j: int, t_i: float, total_iters: int, lr: float, scale_lr: boo
     """Learning rate of a group with time ``t_i`` at iteration ``j``; 0.0 once it is frozen.
 
     ``lr`` is the base rate; with ``scale_lr`` the group starts at ``lr / t_i`` so that groups
-    trained for less time take larger steps (DESIGN §1, the 0.5 of the paper's code kept).
+    trained for less time take larger steps (the 0.5 of the paper's code kept).
     """
     if j >= freeze_iteration(t_i, total_iters):
         return 0.0
@@ -86,7 +87,7 @@ class Schedule:
     @classmethod
     def freezeout(cls, n: int, t_0: float, strategy: str, total_iters: int, lr: float,
                   scale_lr: bool) -> "Schedule":
-        """FreezeOut's schedule for ``n`` groups (DESIGN §1)."""
+        """FreezeOut's schedule for ``n`` groups (docs/design.md, "Freezing times")."""
         return cls(tuple(layer_times(n, t_0, strategy)), total_iters, lr, scale_lr)
 
     def lr_at(self, i: int, j: int) -> float:

@@ -9,8 +9,8 @@ from torch import nn
 
 
 class LayerGroup:
-    """One unit of freezing (DESIGN §1 "Layer groups"): whole module subtrees (``roots``) plus any
-    parameters that belong to no module of their own (``loose``, e.g. a ViT's class token).
+    """One unit of freezing (docs/design.md, "Layer groups"): whole module subtrees (``roots``)
+    plus any parameters that belong to no module of their own (``loose``, e.g. a ViT's class token).
 
     It offers the two ``nn.Module`` methods the harness uses on a group, ``parameters()`` and
     ``modules()``, so the controller, the FLOP counter and the time model treat a group of a
@@ -41,7 +41,7 @@ class LayerGroup:
 
 
 class GroupedModel(nn.Module):
-    """A network that is the composition of its layer groups (DESIGN §1 "Layer groups").
+    """A network that is the composition of its layer groups (docs/design.md, "Layer groups").
 
     Subclasses fill ``self.groups`` (an ``nn.ModuleList``); the forward pass runs them in order,
     so the groups are exactly the units FreezeOut anneals and freezes.

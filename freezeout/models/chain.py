@@ -1,8 +1,8 @@
 """From group names to :class:`LayerGroup` objects; the chain check; fewer, balanced groups.
 
-FreezeOut freezes a prefix of the groups, so they must form a chain (DESIGN §1): every parameter
-in exactly one group, and each group's parameters used by the forward pass after every earlier
-group's. A grouping that is not a chain is refused with one line naming the parameter.
+FreezeOut freezes a prefix of the groups, so they must form a chain (docs/design.md): every
+parameter in exactly one group, and each group's parameters used by the forward pass after every
+earlier group's. A grouping that is not a chain is refused with one line naming the parameter.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ FINAL_STATUSES = (COMPLETED, DIVERGED)
 
 @dataclass
 class RunSummary:
-    """What ``summary.json`` holds (DESIGN §2 "Per-run files"). Every field has a default, so a
+    """What ``summary.json`` holds (described in docs/outputs.md). Every field has a default, so a
     summary written by a failing sweep job, or by an older version, still reads."""
 
     status: str = RUNNING
