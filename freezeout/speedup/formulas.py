@@ -1,4 +1,4 @@
-"""Predicted speedup of FreezeOut over the baseline (DESIGN §1 "Predicted speedup"): the
+"""Predicted speedup of FreezeOut over the baseline (docs/design.md, "Predicted speedup"): the
 formulas, pure math on plain numbers and a schedule's times, so they are trivial to test.
 
 Three models, all returning the fraction of training time saved (0 = none, 0.3 = 30% faster):
