@@ -19,6 +19,9 @@ from .trace import Trace
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _NORMS = tuple(c for c in (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm,
                            getattr(nn, "RMSNorm", None)) if c is not None)
+#: Parameter-free modules that only feed a classifier: global pooling, flattening, dropout.
+_FEEDS_HEAD = (nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd, nn.Flatten,
+               nn.Identity, nn.modules.dropout._DropoutNd)
 _PLAIN_NAME = re.compile(r"[\w.]+")
 
 
@@ -87,9 +90,10 @@ def _units(model: nn.Module) -> tuple[list[str], list[str], str]:
 
 
 def forward_order_groups(model: nn.Module, trace: Trace) -> list[GroupSpec]:
-    """Groups in the order one forward pass first runs the model's modules (DESIGN §1): each
-    block its own group; norm layers and parameter-free modules join the group before them;
-    the head (classifier and what only feeds it: pooling, final norm, dropout) last."""
+    """Groups in the order one forward pass first runs the model's modules: each block its own
+    group; norm layers and parameter-free modules join the group before them (conv -> norm ->
+    activation stay together); the head (the classifier, what follows it, and the global
+    pooling and dropout that only feed it) last."""
     units, loose, root = _units(model)
     ran = sorted([(trace.module_start[u], "module", u) for u in units if u in trace.module_start]
                  + [(trace.param_use[p], "param", p) for p in loose if p in trace.param_use])
@@ -116,15 +120,21 @@ def forward_order_groups(model: nn.Module, trace: Trace) -> list[GroupSpec]:
     return groups
 
 
+def _is_norm(m: nn.Module) -> bool:
+    """A norm layer whose parameters are its own (timm's norm+activation modules included)."""
+    return isinstance(m, _NORMS) and not any(_has_params(c) for c in m.children())
+
+
 def _opens_group(m: nn.Module) -> bool:
-    """A module with parameters starts a group; a lone norm layer joins the one before it."""
-    return _has_params(m) and not (_is_leaf(m) and isinstance(m, _NORMS))
+    """A module with parameters starts a group; a norm layer joins the one before it."""
+    return _has_params(m) and not _is_norm(m)
 
 
 def _head_start(model: nn.Module, ran: list[tuple[str, str]], root: str) -> int:
     """Index in ``ran`` where the head begins: at the last module holding parameters (the
-    classifier), extended back over pooling, dropout and norm layers, and over linear layers
-    that share the classifier's container (torchvision's ``classifier = Sequential(...)``)."""
+    classifier), extended back over global pooling, flattening and dropout, and over what
+    shares the classifier's container (torchvision's ``classifier = Sequential(Linear, ReLU,
+    Dropout, Linear)``) but a norm layer, which stays with the layer it normalises."""
     with_params = [i for i, (kind, n) in enumerate(ran) if kind == "module" and _has_params(model.get_submodule(n))]
     if not with_params:
         return len(ran)
@@ -135,8 +145,10 @@ def _head_start(model: nn.Module, ran: list[tuple[str, str]], root: str) -> int:
         if kind != "module":
             break
         m = model.get_submodule(name)
-        shares_home = home != root and _parent(name) == home
-        if _has_params(m) and not (_is_leaf(m) and (isinstance(m, _NORMS) or (isinstance(m, nn.Linear) and shares_home))):
+        if home != root and _parent(name) == home:  # the classifier's own container (not a root Sequential)
+            if _has_params(m) and not (_is_leaf(m) and isinstance(m, nn.Linear)):
+                break
+        elif _has_params(m) or not isinstance(m, _FEEDS_HEAD):
             break
         start -= 1
     return start
@@ -158,6 +170,9 @@ def timm_groups(model: nn.Module, trace: Trace) -> list[GroupSpec] | None:
     in_head |= set(head.loose)
     body = [[n for n in names if n not in in_head] for _, names in sorted(layers.items())]
     body = [names for names in body if names]
+    for i in range(len(body) - 1, 0, -1):  # a group of norm layers alone (timm's final norm) joins the one before
+        if all(_is_norm(model.get_submodule(_parent(n))) for n in body[i]):
+            body[i - 1] += body.pop(i)
     owner = {n: i for i, names in enumerate(body) for n in names}
     owner.update({n: len(body) for n in in_head})
     fixed = {m: len(body) for m in head.modules}
