@@ -13,29 +13,36 @@ from __future__ import annotations
 import itertools
 import threading
 from pathlib import Path
+from typing import Callable
 
 from ..training.trainer import train
 
 
-def take_turns(jobs: list[tuple]) -> list:
+def take_turns(jobs: list[tuple], keep_going: bool = False, run: Callable | None = None) -> list:
     """``train(cfg, run_dir)`` for each ``(cfg, run_dir)`` of ``jobs``, each in a thread of its own,
     one at a time: a run hands over at its log points (``train``'s ``pause``, outside its timed
-    steps), the turns going round in order, then in reverse, and so on. Returns the summaries;
-    when a run raises, the others stop at their next turn and the first error is raised here."""
+    steps), the turns going round in order, then in reverse, and so on. Returns the summaries.
+
+    When a run raises, the others stop at their next turn and the first error is raised here;
+    with ``keep_going`` the others train on, and the error takes the run's place in the list.
+    ``run(i, cfg, run_dir, pause)``, when given, trains job ``i`` instead of ``train`` (it must
+    pass ``pause`` on to ``train``)."""
     go, back, out, failed = [threading.Event() for _ in jobs], threading.Event(), [None] * len(jobs), []
     done: set[int] = set()
+    run = run or (lambda i, cfg, run_dir, pause: train(cfg, run_dir, pause=pause))
 
     def wait_turn(i: int) -> None:
         go[i].wait(), go[i].clear()
-        if failed:
+        if failed and not keep_going:
             raise RuntimeError("stopped: another run of the round failed")
 
     def work(i: int, cfg, run_dir: Path) -> None:
         try:
             wait_turn(i)
-            out[i] = train(cfg, run_dir, pause=lambda _: (back.set(), wait_turn(i)))
+            out[i] = run(i, cfg, run_dir, lambda _: (back.set(), wait_turn(i)))
         except BaseException as e:  # noqa: BLE001 (raised in the main thread)
             failed.append(e)
+            out[i] = e
         finally:
             done.add(i), back.set()
 
@@ -46,6 +53,6 @@ def take_turns(jobs: list[tuple]) -> list:
             break
         for i in order[::1 if turn % 2 == 0 else -1]:
             go[i].set(), back.wait(), back.clear()
-    if failed:
+    if failed and not keep_going:
         raise failed[0]
     return out

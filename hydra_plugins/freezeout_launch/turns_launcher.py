@@ -1,0 +1,210 @@
+"""``hydra/launcher=turns``: each comparison group of a sweep (a baseline and the methods compared
+with it, one seed of one setting: ``groups.py``) trains in this process, its runs taking turns
+every ``log_every`` iterations (``freezeout.bench.turns``), group after group, baseline first.
+
+Runs that take turns train their iteration j at about the same moment, so a slow or fast spell of
+a shared machine falls on the run and its baseline alike, and each run records the same load as
+its baseline (``summary.json``'s ``load``, one ``turns_group`` per round): the measured speedup
+compares like with like. Jobs run in the order of their groups, so a sweep stopped early holds
+complete comparisons. What a job writes is what it writes under the basic launcher (``.hydra/``,
+``run.log``, ``metrics.jsonl``, ``summary.json``); a run that fails is recorded as failed and the
+others of its round train on. Ctrl-C stops every run of the round at its next turn.
+"""
+# No "from __future__ import annotations": Hydra scans this module outside sys.modules, where
+# dataclasses cannot resolve string annotations. Nothing heavy at module level: Hydra imports
+# every plugin module at every start.
+
+import logging
+import math
+import os
+import sys
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .groups import comparison_groups
+
+log = logging.getLogger("freezeout")
+
+
+@dataclass
+class TurnsLauncherConf:
+    _target_: str = "hydra_plugins.freezeout_launch.turns_launcher.TurnsLauncher"
+    # Runs taking turns at most (null: a whole comparison group). A larger group is cut into
+    # rounds, the baseline in the first: the later rounds' runs do not take turns with it.
+    max_turns: Optional[int] = None
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="turns_schema", node=TurnsLauncherConf,
+                             provider="freezeout")
+
+
+class _ThreadRouting(logging.Filter):
+    """Names each job's log lines (``[job N]``) by the thread that trains it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: Dict[int, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = self.names.get(record.thread)
+        if name is not None and not str(record.msg).startswith(f"[{name}]"):
+            record.msg = f"[{name}] {record.msg}"
+        return True
+
+
+class _ThreadFile(logging.FileHandler):
+    """``run.log`` of one job: the lines its own thread logs."""
+
+    def __init__(self, path: Path, ident: int, formatter: Optional[logging.Formatter]) -> None:
+        super().__init__(path)
+        self.ident = ident
+        self.setFormatter(formatter or logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+        self.addFilter(lambda record: record.thread == self.ident)
+
+
+class TurnsLauncher(Launcher):
+    def __init__(self, max_turns: Optional[int] = None) -> None:
+        super().__init__()
+        self.max_turns = max_turns
+        self.config: Optional[DictConfig] = None
+        self.task_function: Optional[TaskFunction] = None
+        self.hydra_context: Optional[HydraContext] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        setup_globals()
+        assert self.config is not None and self.hydra_context is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+        rounds = comparison_groups(jobs, self.max_turns)
+        log.info("Launching %d jobs in %d rounds of runs taking turns", len(jobs), len(rounds))
+        returns: Dict[int, JobReturn] = {}
+        for number, group in enumerate(rounds):
+            log.info("round %d: %s", number, "; ".join(f"#{i} {' '.join(filter_overrides(o))}" for i, o in group))
+            prepared = [self._prepare(i, o) for i, o in group]
+            self._train_round(prepared, f"{Path(str(self.config.hydra.sweep.dir)).name}-{number}-"
+                                        f"{uuid.uuid4().hex[:8]}")
+            returns.update((i, p["ret"]) for (i, _), p in zip(group, prepared))
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return [returns[i] for i, _ in jobs]
+
+    def _prepare(self, number: int, overrides: List[str]) -> Dict[str, Any]:
+        """Hydra's job set-up (run directory, ``.hydra/``, callbacks) for one job, as the basic
+        launcher does it, with a task that only captures the job's config and directory."""
+        assert self.hydra_context is not None and self.config is not None
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with open_dict(cfg):
+            cfg.hydra.job.id = cfg.hydra.job.num = number
+        job: Dict[str, Any] = {"number": number, "logging": cfg.hydra.job_logging, "verbose": cfg.hydra.verbose}
+
+        def capture(task_cfg: DictConfig) -> float:
+            OmegaConf.resolve(task_cfg)  # ${hydra:...} resolves to this job's, not the last one's
+            job.update(cfg=task_cfg, dir=Path(HydraConfig.get().runtime.output_dir))
+            return math.nan
+
+        job["ret"] = run_job(hydra_context=self.hydra_context, task_function=capture, config=cfg,
+                             job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir",
+                             configure_logging=False)
+        return job
+
+    def _train_round(self, jobs: List[Dict[str, Any]], group_id: str) -> None:
+        """Train the round's runs taking turns; fill in each job's return value."""
+        from freezeout.bench.turns import take_turns  # torch: only once a sweep runs
+        from freezeout.rundir.load import JOBS_BESIDE_ENV, TURNS_ENV, TURNS_GROUP_ENV
+        from freezeout.training.signals import StopRequest
+
+        configure_log(jobs[0]["logging"], jobs[0]["verbose"])  # the jobs' console format ...
+        root = logging.getLogger()
+        formatter = None
+        for h in list(root.handlers):  # ... without the first job's run.log: each thread gets its own
+            if isinstance(h, logging.FileHandler):
+                formatter = h.formatter
+                root.removeHandler(h), h.close()
+        routing = _ThreadRouting()
+        log.addFilter(routing)
+        os.environ.update({JOBS_BESIDE_ENV: "0", TURNS_ENV: str(len(jobs)), TURNS_GROUP_ENV: group_id})
+
+        def run(i: int, cfg: DictConfig, run_dir: Path, pause) -> Any:
+            routing.names[threading.get_ident()] = f"job {jobs[i]['number']}"
+            handler = _ThreadFile(run_dir / "run.log", threading.get_ident(), formatter)
+            root.addHandler(handler)
+            try:
+                return run_job_in_turn(cfg, run_dir, pause, stop)
+            finally:
+                root.removeHandler(handler), handler.close()
+
+        try:
+            with StopRequest() as stop:
+                results = take_turns([(j["cfg"], j["dir"]) for j in jobs], keep_going=True, run=run)
+        finally:
+            log.removeFilter(routing)
+            for key in (JOBS_BESIDE_ENV, TURNS_ENV, TURNS_GROUP_ENV):
+                os.environ.pop(key, None)
+        for job, result in zip(jobs, results):
+            job["ret"].status = JobStatus.COMPLETED  # as run.py's jobs: a failure is recorded, not raised
+            job["ret"].return_value = record_result(job["cfg"], job["dir"], result)
+        if stop():
+            log.error("%s: the round's runs stopped at their turn; to resume, re-launch the same sweep with the "
+                      "same hydra.sweep.dir", stop.signame)
+            sys.exit(130 if stop.signame == "SIGINT" else 143)
+
+
+def run_job_in_turn(cfg: DictConfig, run_dir: Path, pause, stop) -> Any:
+    """``train`` one job of a round, handing over at ``pause`` and stopping there once ``stop()``
+    says so; records the load of the whole run when the trainer did not record its own."""
+    from freezeout.rundir.load import measure_load
+    from freezeout.rundir.records import FINAL_STATUSES, SUMMARY_FILE, RunSummary
+    from freezeout.training.signals import Interrupted
+    from freezeout.training.trainer import train
+
+    log.info("run directory: %s", run_dir)
+    try:
+        before = RunSummary.read(run_dir / SUMMARY_FILE)
+    except ValueError:
+        before = None
+
+    def hand_over(iteration: int) -> None:
+        if stop():
+            raise Interrupted(stop.signame, iteration, 0)
+        pause(iteration)
+
+    with measure_load(str(cfg.device)) as load:
+        summary = train(cfg, run_dir, pause=hand_over)
+    if summary.load is None and not (before is not None and before.status in FINAL_STATUSES):
+        summary.load = load.record()
+        summary.write(run_dir / SUMMARY_FILE)
+    return summary
+
+
+def record_result(cfg: DictConfig, run_dir: Path, result: Any) -> float:
+    """The job's return value (its final validation error, NaN unless completed), as run.py's;
+    a failure is logged and, where the trainer wrote no summary, recorded as run.py records it."""
+    from freezeout.rundir.lock import RunLocked
+    from freezeout.rundir.records import COMPLETED, FAILED, SUMMARY_FILE, RunSummary
+    from freezeout.training.signals import Interrupted
+
+    if not isinstance(result, BaseException):
+        err = result.final_val_err
+        return math.nan if err is None or result.status != COMPLETED else err
+    if isinstance(result, RunLocked):
+        log.warning("skipped: %s", result)
+    elif not isinstance(result, Interrupted):
+        log.error("run %s failed: %s: %s", run_dir, type(result).__name__, result)
+        if not (run_dir / SUMMARY_FILE).exists():
+            RunSummary(status=FAILED, error=f"{type(result).__name__}: {result}",
+                       config=OmegaConf.to_container(cfg, resolve=False)).write(run_dir / SUMMARY_FILE)
+    return math.nan
+
