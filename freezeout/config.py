@@ -10,18 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
-
-from .data import check_sizes, dataset_spec
-from .errors import ConfigError
-from .freezing.optim import check_optimizer
-from .freezing.rules import PEERS, STRATEGIES
-from .models import build_model, list_models, model_hparams
-from .models.factory import check_model, model_kind
-from .rundir.identity import NON_SEMANTIC_KEYS
-from .training.trackers import check_loggers, override_keys
+from omegaconf import MISSING, DictConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -191,12 +181,8 @@ class Config:
 
 
 def register_configs() -> None:
-    """Register the schema, the per-model and per-optimizer schemas with Hydra's ConfigStore,
-    and the ``freezeout.non_semantic_keys`` resolver that conf/config.yaml names its run
-    directories with. Call it before composing a config."""
-    if not OmegaConf.has_resolver("freezeout.non_semantic_keys"):
-        # Hydra's exclude_keys match whole override keys: logger.mlflow.tracking_uri=... too
-        OmegaConf.register_new_resolver("freezeout.non_semantic_keys", lambda: [*NON_SEMANTIC_KEYS, *override_keys()])
+    """Register the schema, the per-model and per-optimizer schemas with Hydra's ConfigStore.
+    Call it before composing a config."""
     cs = ConfigStore.instance()
     cs.store(name="freezeout_schema", node=Config)
     # In a group of their own, so that `model=` lists only the real choices.
@@ -213,107 +199,15 @@ def register_configs() -> None:
     cs.store(group="schema/optimizer", name="adamw", node=AdamWConfig)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda when present, else cpu; a CUDA device without a GPU is a ConfigError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"device={device!r} is not a device; allowed: auto, cpu, cuda, cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device={device} but no CUDA GPU is available; use device=cpu or device=auto")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"device={device} but only {torch.cuda.device_count()} GPU(s) are present")
-    elif dev.type != "cpu":
-        raise ConfigError(f"device={device!r} is not supported; allowed: auto, cpu, cuda, cuda:N")
-    return dev
-
-
-def model_kwargs(cfg: DictConfig) -> dict:
-    """The model's hyperparameters from ``cfg.model`` (everything but its name)."""
-    return {k: v for k, v in cfg.model.items() if k != "name"}
-
-
-def validate(cfg: DictConfig, check_device: bool = True) -> torch.device | None:
-    """Check every setting before anything is loaded or written; returns the resolved device.
-
-    Raises :class:`ConfigError` with a message naming the key, the bad value and what is allowed.
-    ``check_device=False`` (the sweep plan, reading another machine's step times) skips the
-    device and returns None.
-    """
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            raise ConfigError(message)
-
-    check_strategy_config(cfg)
-    need(0.0 < cfg.t_0 <= 1.0, f"t_0={cfg.t_0} is outside the allowed range (0, 1]")
-    need(cfg.epochs >= 1, f"epochs={cfg.epochs}; need an integer >= 1")
-    need(cfg.batch_size >= 1, f"batch_size={cfg.batch_size}; need an integer >= 1")
-    check_optimizer(cfg.optimizer)
-    need(cfg.log_every >= 1, f"log_every={cfg.log_every}; need an integer >= 1")
-    check_loggers(cfg.get("logger"))
-    need(0.0 < cfg.predict_time_share <= 1.0, f"predict_time_share={cfg.predict_time_share}; allowed: (0, 1]")
-    need(cfg.precision in PRECISIONS, f"precision={cfg.precision!r}; allowed: {', '.join(PRECISIONS)}")
-    builtin = model_kind(cfg.model) == "builtin"
-    if builtin:
-        need(cfg.model.name in list_models(),
-             f"model={cfg.model.name!r} is unknown; allowed: {', '.join(list_models())}")
-        unknown = sorted(set(model_kwargs(cfg)) - set(model_hparams(cfg.model.name)))
-        need(not unknown, f"model={cfg.model.name} has no hyperparameter {', '.join(unknown)}; "
-                          f"allowed: {', '.join(model_hparams(cfg.model.name))}")
-    spec = dataset_spec(cfg.data)
-    n_train = check_sizes(cfg.data, spec, with_test=cfg.eval_test)
-    need(cfg.batch_size <= n_train,
-         f"batch_size={cfg.batch_size} is larger than the {n_train} training images")
-    device = resolve_device(cfg.device) if check_device else None
-    need(not (device is not None and cfg.precision == "fp16" and device.type != "cuda"),
-         f"precision=fp16 needs a CUDA device (device={device}); use bf16 or fp32 on the CPU")
-    try:  # building on the meta device checks the architecture's hyperparameters at no cost
-        if builtin:
-            with torch.device("meta"):
-                model = build_model(cfg.model.name, spec.num_classes, spec.in_channels, **model_kwargs(cfg))
-        else:  # name, kwargs and layer groups, cheaply (see check_model)
-            check_model(cfg.model, spec.num_classes, spec.in_channels, spec.image_size)
-            model = None
-    except (ValueError, TypeError) as e:
-        raise ConfigError(str(e)) from None
-    if cfg.cache_frozen:
-        need(not cfg.data.augment, "cache_frozen=true needs data.augment=false: with augmentation a training "
-                                   "image's frozen-prefix output changes every epoch, so it cannot be stored")
-        need(hasattr(model, "forward_from"), f"cache_frozen=true needs a model that is the chain of its layer "
-                                             f"groups (densenet, wrn, vgg); model={cfg.model.name} is not")  # timm etc.
-        need(cfg.cache_memory_gb > 0, f"cache_memory_gb={cfg.cache_memory_gb}; need > 0")
-    return device
-
-
-def check_strategy_config(cfg: DictConfig) -> None:
-    """The strategy's name and its own settings; what FreezeOut-only options a peer cannot take."""
-    st = cfg.strategy
-    if st.name not in STRATEGIES:
-        raise ConfigError(f"strategy={st.name!r} is unknown; allowed: {', '.join(STRATEGIES)}")
-    checks = {
-        "layer_freezing": [(0.0 <= st.get("freeze_start", 0) < 1.0, "freeze_start", "[0, 1)"),
-                           (0.0 < st.get("freeze_level", 1) <= 1.0, "freeze_level", "(0, 1]")],
-        "autofreeze": [(st.get("interval", 1) >= 1, "interval", "an integer >= 1"),
-                       (0.0 < st.get("percentile", 50) < 100.0, "percentile", "(0, 100)"),
-                       (st.get("max_per_check", 1) >= 1, "max_per_check", "an integer >= 1")],
-    }.get(st.name, [])
-    for ok, key, allowed in checks:
-        if not ok:
-            raise ConfigError(f"strategy.{key}={st[key]} for {st.name}; allowed: {allowed}")
-    if st.name in PEERS and cfg.const_time:
-        raise ConfigError(f"const_time=true is defined for FreezeOut's own strategies, not strategy={st.name} "
-                          "(its schedule depends on the run's length); set const_time=false")
-
-
 def compose_config(*overrides: str) -> DictConfig:
     """The run config ``run.py`` composes from ``overrides``, for code that is not run.py (the
     benchmark, the processes it starts, scripts)."""
     from hydra import compose, initialize_config_dir
 
+    from .rundir.identity import register_run_name_resolver  # Hydra's own config names run dirs with it
+
     use_shipped_sweeps()
     register_configs()
+    register_run_name_resolver()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))

@@ -12,6 +12,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FREEZEOUT_ROOT", str(REPO))  # sweeps/ as a config group for compose()
 
+from freezeout.rundir.identity import register_run_name_resolver  # noqa: E402
+
+register_run_name_resolver()  # composing with Hydra's own config names run directories with it, as run.py does
+
 #: A real run small enough for a test: DenseNet-BC L=10 k=4 on 512 Fashion-MNIST images.
 TINY = [
     "data=fashion_mnist", "data.subset=512", "data.val_size=500", "model=densenet", "model.depth=10",

@@ -12,13 +12,14 @@ from conftest import REPO
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from freezeout.config import register_configs, validate
+from freezeout.config import register_configs
 from freezeout.errors import ConfigError
 from freezeout.models import LayerGroup
 from freezeout.models.adapters import group_model
 from freezeout.models.chain import check_chain
 from freezeout.models.factory import build_run_model
 from freezeout.models.trace import trace_forward
+from freezeout.training.checks import validate
 
 register_configs()
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -33,7 +34,7 @@ def make_cfg(*overrides: str):
 def build(*overrides: str) -> nn.Module:
     cfg = make_cfg(*overrides)
     validate(cfg)
-    return build_run_model(cfg, 10, 1, (28, 28), torch.device("cpu"))
+    return build_run_model(cfg, torch.device("cpu"))
 
 
 def tiny_net(num_classes: int, hidden: int = 8) -> nn.Module:
@@ -161,7 +162,7 @@ def test_validate_rejects_bad_external_settings_in_one_line(overrides, message):
     ["model=torchvision", "model.name=resnet18", "data=cifar10", "model.groups=['conv1|bn1',layer1,layer2,layer3,layer4,fc]"],
 ])
 def test_external_models_compose_and_validate(overrides):
-    assert str(validate(make_cfg("device=cpu", *overrides))) == "cpu"
+    assert str(validate(make_cfg("device=cpu", *overrides)).device) == "cpu"
 
 
 def groups_cli(*args: str) -> subprocess.CompletedProcess:

@@ -10,11 +10,12 @@ from conftest import REPO, run_cli
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from freezeout.config import register_configs, validate
+from freezeout.config import register_configs
 from freezeout.data import dataset_spec, load_data
 from freezeout.data.common import fixed_order
 from freezeout.data.tvsets import _sample
 from freezeout.errors import ConfigError
+from freezeout.training.checks import validate
 
 register_configs()
 CPU = torch.device("cpu")

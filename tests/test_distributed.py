@@ -75,7 +75,7 @@ def same(a: dict, b: dict, keys=None) -> bool:
 def group_keys(fmnist_root) -> tuple[list[list[str]], list[int]]:
     """The state_dict keys (parameters and buffers) and the parameter bytes of each layer group of
     the CUBIC model."""
-    from freezeout.training.trainer import build_run_model
+    from freezeout.models.factory import build_run_model
 
     model = build_run_model(compose_cfg(*CUBIC, f"data.root={fmnist_root}"), torch.device("cpu"))
     names = {id(t): n for n, t in [*model.named_parameters(), *model.named_buffers()]}
@@ -152,9 +152,9 @@ def test_grad_sync_all_reduces_exactly_the_trainable_groups(tmp_path, fmnist_roo
 
     from freezeout.distributed.gradsync import GradSync, _buffers
     from freezeout.freezing.optim import optimizer_factory
+    from freezeout.models.factory import build_run_model
     from freezeout.speedup.timemodel import held_controller
     from freezeout.training.step import TrainStep, run_iterations
-    from freezeout.training.trainer import build_run_model
 
     cfg = compose_cfg(*CUBIC, f"data.root={fmnist_root}")
     _, group_bytes = group_keys(fmnist_root)
@@ -223,8 +223,8 @@ def test_two_processes_write_one_run_and_end_with_the_same_weights(ddp_run):
 @pytest.mark.slow
 def test_rank_0_evaluates_as_one_process_does(ddp_run, fmnist_root, one_thread):
     from freezeout.data import load_data
+    from freezeout.models.factory import build_run_model
     from freezeout.training.step import evaluate
-    from freezeout.training.trainer import build_run_model
 
     run = next((ddp_run.cwd / "outputs").glob("*/*/summary.json")).parent
     model = build_run_model(compose_cfg(*CUBIC, f"data.root={fmnist_root}"), torch.device("cpu"))

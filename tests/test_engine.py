@@ -11,9 +11,10 @@ from hydra import compose, initialize_config_dir
 
 from freezeout.config import register_configs
 from freezeout.freezing.schedule import Schedule
+from freezeout.models.factory import build_run_model
 from freezeout.rundir.records import RunSummary, read_metrics
 from freezeout.training.step import evaluate, median_stage_seconds
-from freezeout.training.trainer import build_run_model, train
+from freezeout.training.trainer import train
 
 register_configs()
 pytestmark = pytest.mark.usefixtures("one_thread")

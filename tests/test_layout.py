@@ -93,9 +93,13 @@ def test_freezeout_imports_nothing_of_analysis():
     assert not upward
 
 
-def test_config_imports_only_errors():
+def test_config_is_the_schema_alone():
+    """config.py imports nothing of the project but errors and the run's identity keys (both
+    leaves), so every package may import the schema."""
     graph = import_graph()
-    assert graph["freezeout.config"] <= {"freezeout", "freezeout.errors"}
+    assert graph["freezeout.config"] <= {"freezeout", "freezeout.errors", "freezeout.rundir",
+                                         "freezeout.rundir.identity"}
+    assert graph["freezeout.rundir.identity"] <= {"freezeout", "freezeout.rundir"}
 
 
 def test_rundir_is_torch_free_at_import():

@@ -14,10 +14,11 @@ from conftest import REPO, TINY
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from freezeout.config import register_configs, validate
+from freezeout.config import register_configs
 from freezeout.errors import ConfigError
 from freezeout.rundir.identity import flatten
 from freezeout.rundir.records import read_metrics
+from freezeout.training.checks import validate
 from freezeout.training.trackers import LOGGERS, MLFLOW_RUN_FILE, Loggers, is_main_process
 from freezeout.training.trainer import train
 

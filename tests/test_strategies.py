@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO, TINY
 from hydra import compose, initialize_config_dir
 
-from freezeout.config import register_configs, validate
+from freezeout.config import register_configs
 from freezeout.errors import ConfigError
 from freezeout.freezing.rules import (
     autofreeze_count,
@@ -22,6 +22,7 @@ from freezeout.freezing.rules import (
 from freezeout.freezing.schedule import learning_rate
 from freezeout.rundir.records import read_metrics
 from freezeout.speedup.formulas import time_speedup
+from freezeout.training.checks import validate
 from freezeout.training.trainer import train
 
 register_configs()
@@ -118,9 +119,18 @@ def test_autofreeze_run_freezes_a_prefix_only_and_predicts_from_what_happened(tm
         {int(k): v for k, v in summary.step_seconds.items()}, summary.layer_times), abs=1e-3)  # + ~0 event costs
 
 
-def test_const_time_is_refused_for_a_peer_rule(fmnist_root):
-    with pytest.raises(ConfigError, match="const_time=true is defined for FreezeOut's own strategies"):
-        validate(compose_cfg(fmnist_root, "strategy=layer_freezing", "const_time=true"))
+@pytest.mark.parametrize("rule", ["layer_freezing", "autofreeze"])
+@pytest.mark.parametrize("setting", ["t_0=0.5", "scale_lr=false", "const_time=true"])
+def test_a_setting_a_rival_does_not_read_is_refused(fmnist_root, rule, setting):
+    """FreezeOut's own settings would be ignored by a rival rule: refused, naming the key."""
+    key = setting.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^{key}=\S+ does not apply to strategy={rule} .* default {key}="):
+        validate(compose_cfg(fmnist_root, f"strategy={rule}", setting))
+    validate(compose_cfg(fmnist_root, f"strategy={rule}"))  # the defaults pass
+    validate(compose_cfg(fmnist_root, "strategy=cubic", setting))  # and FreezeOut reads them
+
+
+def test_bad_settings_of_a_rival_are_refused(fmnist_root):
     with pytest.raises(ConfigError, match=r"strategy.freeze_start=1.0 for layer_freezing; allowed: \[0, 1\)"):
         validate(compose_cfg(fmnist_root, "strategy=layer_freezing", "strategy.freeze_start=1.0"))
     with pytest.raises(ConfigError, match=r"strategy.percentile=100.0 for autofreeze"):

@@ -47,12 +47,12 @@ from .settings import compose_run, parse, say
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; returns the results (also written to ``bench.out`` as JSON)."""
-    from ..config import validate
     from ..data import batch_stream, load_data
     from ..distributed import process_group as distributed
+    from ..models.factory import build_run_model
     from ..rundir.provenance import device_name, git_revision, library_versions
     from ..rundir.records import read_json, write_json_atomic
-    from ..training.trainer import build_run_model
+    from ..training.checks import validate
 
     s, overrides = parse(argv := list(sys.argv[1:] if argv is None else argv))
     if distributed.spawned(s.world_size, main, argv):  # N new processes ran this benchmark together
@@ -61,9 +61,10 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(s.threads)
     started = time.perf_counter()
     cfg = compose_run(overrides)
-    device = validate(cfg)
-    data = load_data(cfg.data, device)
-    model0 = build_run_model(cfg, device).train()
+    checked = validate(cfg)
+    device = checked.device
+    data = load_data(cfg.data, device, spec=checked.spec)
+    model0 = build_run_model(cfg, device, checked.spec).train()
     n = len(model0.layer_groups())
     s.cache = s.cache and not cfg.data.augment and hasattr(model0, "forward_from")  # where the cache applies
     results = {

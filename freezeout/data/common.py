@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..config import DataConfig
 from ..errors import ConfigError
 
 SOURCES = ("builtin", "image_folder", "torchvision")
@@ -67,8 +68,6 @@ class Raw:
 def options(data_cfg: Any):
     """The data options as a :class:`freezeout.config.DataConfig`, from a DictConfig, a dict or
     a DataConfig; unset mandatory values are a ConfigError naming the key."""
-    from ..config import DataConfig  # config imports this package: import at call time
-
     if isinstance(data_cfg, DataConfig):
         given = dataclasses.asdict(data_cfg)
     elif isinstance(data_cfg, dict):

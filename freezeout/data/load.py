@@ -20,13 +20,14 @@ def dataset_spec(data_cfg: Any) -> DatasetSpec:
     return _SOURCES[opts.source].spec(opts)
 
 
-def load_data(data_cfg: Any, device: torch.device, with_test: bool = False) -> Splits:
+def load_data(data_cfg: Any, device: torch.device, with_test: bool = False, spec: DatasetSpec | None = None) -> Splits:
     """Every split of ``data_cfg`` on ``device``: float32 NCHW images normalised per channel and
     int64 labels. The memory budget is checked before any image is decoded, and again, with the
-    sizes actually loaded, before the float tensors are made."""
+    sizes actually loaded, before the float tensors are made. ``spec``: what the run's checks
+    found (:func:`dataset_spec`), so that it is not worked out again."""
     opts = options(data_cfg)
     source = _SOURCES[opts.source]
-    spec = source.spec(opts)
+    spec = spec if spec is not None else source.spec(opts)
     n_train = check_sizes(opts, spec, with_test)
     raw = source.load(opts, spec, n_train, with_test)
     n_test = 0 if raw.test_x is None else len(raw.test_x)

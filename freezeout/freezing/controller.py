@@ -111,63 +111,6 @@ class FreezeOut:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-class AutoFreeze(FreezeOut):
-    """Adaptive freezing in the spirit of AutoFreeze (Liu et al., 2021), on the same layer groups.
-
-    Every ``interval`` iterations it reads each active group's gradient norm (the gradients of
-    the step just done) and its relative change since the previous check, and freezes the longest
-    prefix of active groups whose change is below the ``q``-th percentile of the active groups'
-    changes (at most ``max_per_check`` groups per check; never the head; see
-    :func:`freezeout.freezing.rules.autofreeze_count`). Rates follow the baseline's cosine over all of
-    training (``Schedule.anneal == "global"``). Where it differs from the paper: the paper
-    fine-tunes pretrained transformer layers and judges each layer by its gradient norm change
-    accumulated over the interval; here the layers are layer groups, trained from scratch, and
-    the norm is that of one step's gradient at each check (no per-step cost in between).
-    """
-
-    def __init__(self, groups: Sequence, schedule: Schedule, make_optimizer: OptimizerFactory, interval: int,
-                 percentile: float, max_per_check: int):
-        super().__init__(groups, schedule, make_optimizer)
-        self.interval, self.percentile, self.max_per_check = interval, percentile, max_per_check
-        self.previous: list[float | None] = [None] * len(self.groups)  # norms at the last check
-
-    def step(self, j: int) -> int:
-        if j > 0 and j % self.interval == 0 and self.num_frozen < len(self.groups) - 1:
-            self._check(j)
-        return super().step(j)
-
-    def _check(self, j: int) -> None:
-        from .rules import autofreeze_count, relative_change
-
-        active = range(self.num_frozen, len(self.groups))
-        norms = {i: _grad_norm(self.groups[i]) for i in active}
-        if all(self.previous[i] is not None for i in active):
-            changes = [relative_change(norms[i], self.previous[i]) for i in active]
-            self.freeze_prefix(self.num_frozen + autofreeze_count(changes, self.percentile, self.max_per_check), j)
-        self.previous = [norms.get(i) for i in range(len(self.groups))]
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "previous": list(self.previous)}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.previous = list(state["previous"])
-
-
-def _grad_norm(group) -> float:
-    """L2 norm of a group's current gradients (0.0 when none has one)."""
-    grads = [p.grad for p in group.parameters() if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item() if grads else 0.0
-
-
-def make_controller(strategy, groups: Sequence, schedule: Schedule, make_optimizer: OptimizerFactory) -> FreezeOut:
-    """The controller of a strategy config (``cfg.strategy``) over ``groups``."""
-    if strategy["name"] == "autofreeze":
-        return AutoFreeze(groups, schedule, make_optimizer, strategy["interval"], strategy["percentile"],
-                          strategy["max_per_check"])
-    return FreezeOut(groups, schedule, make_optimizer)
-
-
 def _check_disjoint(groups: Sequence) -> None:
     """Every parameter must belong to exactly one group, or freezing would be ambiguous."""
     seen: set[int] = set()

@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
+from ..data import DatasetSpec, dataset_spec
 from ..errors import ConfigError
 from .adapters import ExternalModel, adapt_stem, group_model
 from .registry import build_model
@@ -31,22 +32,15 @@ def model_kind(model_cfg: Mapping) -> str:
     return model_cfg.get("kind", "builtin")
 
 
-def data_dims(data_cfg) -> tuple[int, int, tuple[int, int]]:
-    """``(num_classes, in_channels, (height, width))`` of the data ``data_cfg`` configures, before
-    loading it."""
-    from ..data import dataset_spec
-
-    spec = dataset_spec(data_cfg)
-    return spec.num_classes, spec.in_channels, tuple(spec.image_size)
-
-
-def build_run_model(cfg: DictConfig, num_classes: int, in_channels: int, image_size: tuple[int, int],
-                    device: torch.device) -> nn.Module:
-    """The run's model with its initial weights (which depend on ``cfg.seed`` only), grouped,
-    on ``device`` and in the run's memory format. Trainer and benchmark build theirs here."""
+def build_run_model(cfg: DictConfig, device: torch.device, spec: DatasetSpec | None = None) -> nn.Module:
+    """The run's model with its initial weights (which depend on ``cfg.seed`` only), sized by the
+    data (``spec``, the checks' finding; else worked out from ``cfg.data`` without loading it),
+    grouped, on ``device`` and in the run's memory format. Every command builds its model here."""
+    spec = spec if spec is not None else dataset_spec(cfg.data)
+    num_classes, in_channels, image_size = spec.num_classes, spec.in_channels, tuple(spec.image_size)
     torch.manual_seed(cfg.seed)
     if model_kind(cfg.model) == "builtin":
-        hparams = {k: v for k, v in cfg.model.items() if k != "name"}
+        hparams = {k: v for k, v in cfg.model.items() if k not in ("name", "init", "init_strict")}
         model = build_model(cfg.model.name, num_classes, in_channels, **hparams)
     else:
         model = build_external(cfg.model, num_classes, in_channels, image_size)

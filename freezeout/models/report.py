@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..freezing.rules import ADAPTIVE, strategy_schedule
+from ..freezing.rules import get_rule, run_schedule
 from ..speedup.formulas import flops_speedup
 from .flops import group_costs
 
@@ -59,23 +59,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from ..config import validate
-    from ..data import check_sizes, dataset_spec
     from ..errors import ConfigError, one_line
+    from ..training.checks import validate
     from .factory import build_run_model, describe
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         cfg = _compose(list(sys.argv[1:] if argv is None else argv))
         cfg.device = "cpu"  # the report is about the model, wherever the run would train
-        validate(cfg)
-        spec = dataset_spec(cfg.data)
-        num_classes, in_channels, size = spec.num_classes, spec.in_channels, tuple(spec.image_size)
-        model = build_run_model(cfg, num_classes, in_channels, size, torch.device("cpu"))
+        checked = validate(cfg)
+        in_channels, size = checked.spec.in_channels, tuple(checked.spec.image_size)
+        model = build_run_model(cfg, torch.device("cpu"), checked.spec)
         shape = (1, in_channels, *size)
-        ipe = check_sizes(cfg.data, spec) // cfg.batch_size
+        ipe = checked.iterations_per_epoch
         n = len(model.layer_groups())
-        times = strategy_schedule(cfg.strategy, n, cfg.t_0, cfg.scale_lr, ipe, cfg.epochs * ipe, cfg.optimizer.lr).times
+        times = run_schedule(cfg, n, ipe, cfg.epochs * ipe).times
         rows = grouping_report(model, shape, times)
     except (ConfigError, HydraException, OmegaConfBaseException) as e:
         cause = f" ({e.__cause__})" if e.__cause__ is not None else ""
@@ -84,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     speedup = flops_speedup([r.flops_share for r in rows], times)  # only the shares matter
     how = getattr(model, "grouping", "declared by the model")
-    when = "decided during the run" if cfg.strategy.name in ADAPTIVE else f"predicted speedup (flops) {speedup:.1%}"
+    when = "decided during the run" if get_rule(cfg.strategy.name).adaptive else f"predicted speedup (flops) {speedup:.1%}"
     print(f"{describe(cfg.model)} on {cfg.data.name} ({in_channels}x{size[0]}x{size[1]}): {len(rows)} layer "
           f"groups ({how}); {cfg.strategy.name} t_0={cfg.t_0}: {when}")
     print(format_report(rows))

@@ -4,23 +4,23 @@ model takes them, or read from a file an earlier plan wrote; and a job's trainin
 """
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
 
 import torch
 
-from ..config import validate
 from ..data import dataset_spec, load_data
 from ..freezing.optim import optimizer_factory
+from ..models.factory import build_run_model
 from ..models.flops import group_costs
 from ..rundir.provenance import device_name
 from ..rundir.records import write_json_atomic
-from ..speedup.formulas import flops_speedup, freezing_stages, frozen_groups_at, time_speedup
-from ..speedup.timemodel import measure_stages, run_timing_inputs
-from ..training.step import TrainStep
-from ..training.trainer import build_run_model
+from ..speedup.formulas import const_time_iters, flops_speedup, freezing_stages, frozen_groups_at, time_speedup
+from ..speedup.timemodel import measure_stages, run_batches
+from ..training.checks import validate
+from ..training.devices import configure_backends
+from ..training.step import run_step_factory
 
 
 class PlanError(Exception):
@@ -53,12 +53,11 @@ def step_times_of(todo: list[dict], stored: dict, measure: bool) -> dict[str, di
 def _measure(cfg, stages: list[int]) -> dict:
     """The time model's measurement for one job's settings, as the trainer takes it
     (``predict_time``): its model, data, optimizer and step, through the engine."""
-    device = validate(cfg)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the trainer
-    model, data = build_run_model(cfg, device), load_data(cfg.data, device)
-    make_step, make_batches = run_timing_inputs(cfg, data, functools.partial(
-        TrainStep, precision=cfg.precision, device=device, compile_model=cfg.compile, channels_last=cfg.channels_last))
+    checked = validate(cfg)
+    device = checked.device
+    configure_backends(device)  # as the trainer
+    model, data = build_run_model(cfg, device, checked.spec), load_data(cfg.data, device, spec=checked.spec)
+    make_step, make_batches = run_step_factory(cfg, device, data.train_x), run_batches(cfg, data)
     seconds, events = measure_stages(model, stages, make_batches, optimizer_factory(cfg.optimizer), make_step)
     return {"stage_seconds": seconds, "event_seconds": events, "device": device_name(device)}
 
@@ -75,7 +74,7 @@ def predict_row(row: dict, times: dict) -> tuple[int, float]:
             spec = dataset_spec(cfg.data)
             model = build_run_model(cfg, torch.device("cpu"))
             s = flops_speedup(group_costs(model, (1, spec.in_channels, *spec.image_size)), row["times"])
-        total = round(row["total"] / (1.0 - s))
+        total = const_time_iters(row["total"], s)
     sched_times = row["schedule"](total).times if total != row["total"] else row["times"]
     return total, remaining_seconds(stage, events, sched_times, total, row["start"])
 

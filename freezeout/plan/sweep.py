@@ -34,20 +34,14 @@ from hydra_plugins.freezeout_launch.sweeper import (
     drop_redundant_baselines,
 )
 
-from ..config import (
-    config_dir,
-    model_kwargs,
-    register_configs,
-    use_shipped_sweeps,
-    validate,
-)
-from ..data import check_sizes, dataset_spec, iterations_per_epoch
+from ..config import config_dir, register_configs, use_shipped_sweeps
 from ..errors import ConfigError
-from ..freezing.rules import ADAPTIVE, strategy_schedule
+from ..freezing.rules import get_rule, run_schedule
 from ..models import build_model
 from ..models.factory import build_external, model_kind
 from ..rundir.checkpoint import CHECKPOINT_FILE
 from ..rundir.records import FINAL_STATUSES, SUMMARY_FILE, RunSummary
+from ..training.checks import model_kwargs, validate
 from .steptimes import (
     PlanError,
     predict_row,
@@ -151,14 +145,12 @@ def _job_row(number: int, job: list[str], master, loader, measure: bool) -> dict
     summary = RunSummary.read(run_dir / SUMMARY_FILE)
     row = {"number": number, "overrides": job, "run_dir": run_dir, "name": run_dir.name,
            "status": summary.status if summary else "new", "summary": summary, "cfg": cfg}
-    validate(cfg, check_device=measure)
-    spec = dataset_spec(cfg.data)
-    ipe = iterations_per_epoch(check_sizes(cfg.data, spec), cfg.batch_size)
-    groups = _layer_groups(cfg, spec)
+    checked = validate(cfg, check_device=measure)
+    ipe = checked.iterations_per_epoch
+    groups = _layer_groups(cfg, checked.spec)
     total = cfg.epochs * ipe
-    row["schedule"] = functools.partial(strategy_schedule, cfg.strategy, len(groups), cfg.t_0, cfg.scale_lr, ipe,
-                                        lr=cfg.optimizer.lr)
-    row.update(total=total, times=row["schedule"](total).times, adaptive=cfg.strategy.name in ADAPTIVE,
+    row["schedule"] = functools.partial(run_schedule, cfg, len(groups), ipe)
+    row.update(total=total, times=row["schedule"](total).times, adaptive=get_rule(cfg.strategy.name).adaptive,
                timing=_timing_key(cfg))
     resumable = summary is not None and (run_dir / CHECKPOINT_FILE).exists()
     row["start"] = summary.iterations_done if resumable else 0

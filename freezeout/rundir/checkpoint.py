@@ -1,18 +1,26 @@
 """Checkpoints for resume: model, controller (optimizer included), RNG states and loop position,
-written atomically so a kill mid-write leaves the previous checkpoint intact."""
+written atomically so a kill mid-write leaves the previous checkpoint intact.
+
+torch is imported where it is used, so that reading a run directory (``analysis``) stays cheap.
+"""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 CHECKPOINT_FILE = "checkpoint.pt"
+log = logging.getLogger("freezeout")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """``torch.save`` to a temp file, fsync, then rename over ``path``."""
+    import torch
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
@@ -24,6 +32,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
     """The checkpoint at ``path``, or ``None`` when there is none."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         return None
@@ -31,16 +41,35 @@ def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    """Every random state a run consumes: torch's CPU and CUDA ones and the data generator's."""
+    """Every random state a run consumes: torch's CPU one, the data generator's and, for a run on
+    a GPU, that GPU's (its own only: the other visible GPUs' states are not the run's, and a run
+    on the CPU must not initialise CUDA by asking for them)."""
+    import torch
+
     state = {"torch": torch.get_rng_state(), "data": generator.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if generator.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(generator.device)
     return state
 
 
 def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    """Inverse of :func:`rng_state`."""
+    """Inverse of :func:`rng_state`, on whatever GPUs are visible now. A checkpoint written with
+    several GPUs' states (older checkpoints saved every visible GPU's, by index) gives the run's
+    GPU the state saved for the same index when there is one, else keeps the current state and
+    says so (bitwise resume is a promise made on the CPU)."""
+    import torch
+
     torch.set_rng_state(state["torch"])
     generator.set_state(state["data"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state.get("cuda")
+    if saved is None or generator.device.type != "cuda":
+        return
+    device = generator.device
+    if isinstance(saved, (list, tuple)):  # one state per GPU visible when it was written
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index >= len(saved):
+            log.warning("checkpoint holds CUDA random states for %d GPUs, none for %s: its state starts afresh",
+                        len(saved), device)
+            return
+        saved = saved[index]
+    torch.cuda.set_rng_state(saved, device)

@@ -17,6 +17,30 @@ NON_SEMANTIC_KEYS = ("sweeps", "data.root", "log_every", "checkpoint", "progress
                      "predict_time_share", "debug", "logger")
 
 
+#: The trackers' settings (``logger.NAME.KEY``) and their defaults: none changes what a run computes.
+TRACKER_SETTINGS: dict[str, dict[str, Any]] = {
+    "tensorboard": {"log_dir": "tb"},
+    "mlflow": {"tracking_uri": None, "experiment_name": "freezeout", "run_name": None},
+    "csv": {"log_dir": "csv"},
+}
+
+
+def run_name_excluded_keys() -> list[str]:
+    """Keys kept out of a run directory's name: the non-semantic keys and every tracker key a
+    command line can set (Hydra's exclude_keys match whole override keys)."""
+    trackers = [f"logger.{name}{'.' + key if key else ''}" for name, keys in TRACKER_SETTINGS.items()
+                for key in ("", *keys)]
+    return [*NON_SEMANTIC_KEYS, *trackers]
+
+
+def register_run_name_resolver() -> None:
+    """``${freezeout.non_semantic_keys:}``, which conf/config.yaml names run directories with."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("freezeout.non_semantic_keys"):
+        OmegaConf.register_new_resolver("freezeout.non_semantic_keys", run_name_excluded_keys)
+
+
 def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and empty dicts stay values."""
     if not isinstance(cfg, dict):

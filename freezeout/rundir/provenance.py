@@ -6,8 +6,10 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 #: The checkout this package runs from, when it is one (its git revision is recorded).
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -15,6 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def library_versions() -> dict[str, str | None]:
     """Versions of Python, the libraries a run depends on, and CUDA/cuDNN when present."""
+    import torch
+
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for pkg in ("torch", "torchvision", "hydra-core", "omegaconf", "numpy"):
         try:
@@ -45,6 +49,8 @@ def git_revision() -> str | None:
 
 def device_name(device: torch.device) -> str:
     """A human-readable name of the device a run trained on."""
+    import torch
+
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

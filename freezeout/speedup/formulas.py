@@ -85,6 +85,12 @@ def frozen_groups_at(fraction: float, times: Sequence[float]) -> int:
     return sum(1 for t in times if t <= fraction)
 
 
+def const_time_iters(total_iters: int, speedup: float) -> int:
+    """``T' = round(T / (1 - s))``: the iterations a ``const_time`` run trains, so that with a
+    predicted speedup ``s`` it costs about as much wall-clock time as the baseline's ``T``."""
+    return round(total_iters / (1.0 - speedup))
+
+
 def freezing_stages(times: Sequence[float]) -> list[int]:
     """Distinct numbers of frozen groups the schedule trains through (0 included)."""
     return sorted({0} | {frozen_groups_at(t, times) for t in times if t < 1.0})

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..freezing.controller import FreezeOut, OptimizerFactory
+from ..freezing.rules import get_rule
 from ..freezing.schedule import Schedule, check_strategy, check_t_0, layer_times
 from ..models.flops import group_costs
 from ..training.step import TrainStep, measure_stage_seconds, median_stage_seconds
@@ -113,7 +114,7 @@ def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimiz
     times are the distributed ones (a shard of each batch, gradients all-reduced)."""
     if not cfg.predict_time:
         return None
-    make_run_step, make_batches = run_timing_inputs(cfg, data, make_step)
+    make_batches = run_batches(cfg, data)
     timing = time_model_budget(len(stages), total_iters, cfg.predict_time_share)
     if timing is None:
         log.warning("time model skipped: measuring its %d stages would cost more than predict_time_share=%g of "
@@ -122,7 +123,7 @@ def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimiz
         return None
     device, start = data.train_x.device, time.perf_counter()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        measured = measure_stages(model, stages, make_batches, make_optimizer, make_run_step, **timing)
+        measured = measure_stages(model, stages, make_batches, make_optimizer, make_step, **timing)
     log.info("time model: %d stages measured in %.1f s", len(stages), time.perf_counter() - start)
     return measured
 
@@ -134,10 +135,9 @@ def predict_run(cfg, model: nn.Module, input_shape: Sequence[int], costs: Sequen
     :func:`measure_run`) when they were measured. On several processes all take rank 0's time
     figure: a const_time run's length must agree."""
     from ..distributed import process_group as distributed
-    from ..freezing.schedule import STRATEGIES as FREEZEOUT_STRATEGIES
 
     paper = None
-    if cfg.strategy.name in FREEZEOUT_STRATEGIES:
+    if get_rule(cfg.strategy.name).freezeout:
         paper = paper_prediction(model, input_shape, cfg.t_0, cfg.strategy.name)
     predicted = {"flops": flops_speedup(costs, times), "paper": paper, "time": None}
     if step_times is not None:
@@ -146,25 +146,19 @@ def predict_run(cfg, model: nn.Module, input_shape: Sequence[int], costs: Sequen
     return predicted
 
 
-def run_timing_inputs(cfg, data, make_step) -> tuple[Callable, Callable]:
-    """What the time model times for a run: ``make_step(model, optimizer)`` with the run's cache
-    when it has one, and ``make_batches(step)``, the run's batches (from the cache's store for a
-    cached step) on a stream seeded apart from the run's, sharded as the run's."""
+def run_batches(cfg, data) -> Callable:
+    """``make_batches(step)``: what the time model trains on for a run, the run's batches (from
+    the cache's store for a cached step) on a stream seeded apart from the run's, sharded as the
+    run's."""
     from ..data import batch_stream
     from ..distributed import process_group as distributed
-    from ..training.cache import FrozenPrefixCache
-
-    def make_run_step(m, optimizer):
-        cache = FrozenPrefixCache(m, data.train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host) \
-            if cfg.cache_frozen else None
-        return make_step(m, optimizer, cache=cache)
 
     def make_batches(step):
         images = data.train_x if step.cache is None else step.cache
         return batch_stream(images, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment, data.spec.black,
                             distributed.shard())
 
-    return make_run_step, make_batches
+    return make_batches
 
 
 #: The time model's default measurement: 3 passes over the stages, each stage 2 warm-up steps

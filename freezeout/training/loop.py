@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from omegaconf import OmegaConf
@@ -46,6 +46,28 @@ class LoopState:
 
 
 @dataclass
+class Run:
+    """What the epoch loop works with, built once by the trainer: the config, the model and its
+    data, the controller and the train step, the run's data stream, where records go, and the
+    callbacks (``on_epoch(summary)`` writes the summary; ``stop()`` asks for a clean stop;
+    ``pause(iteration)`` hands the machine to another run at log points; ``loggers`` hear of
+    every log point and epoch)."""
+
+    cfg: Any
+    model: torch.nn.Module
+    data: Splits
+    controller: FreezeOut
+    step: TrainStep
+    generator: torch.Generator
+    run_dir: Path
+    iters_per_epoch: int
+    on_epoch: Callable[[RunSummary], None]
+    stop: Callable[[], bool]
+    loggers: Any = None
+    pause: Callable[[int], None] | None = None
+
+
+@dataclass
 class PartialEpoch:
     """An epoch stopped midway: its order of images, its running loss and its seconds so far."""
 
@@ -55,15 +77,14 @@ class PartialEpoch:
     seconds: float
 
 
-def train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainStep, generator: torch.Generator,
-                 state: LoopState, summary: RunSummary, run_dir: Path, ipe: int, on_epoch: Callable[[RunSummary], None],
-                 stop: Callable[[], bool], partial: PartialEpoch | None = None, loggers=None,
-                 pause: Callable[[int], None] | None = None) -> None:
-    """Epochs until the schedule's iterations are done. ``on_epoch(summary)`` brings the summary
-    up to date and writes it after each epoch; ``loggers`` (when given) hear of every log_every
-    read-back and every epoch; ``pause(iteration)`` (when given) is called there too, its time
-    not counted as training. Raises :class:`~freezeout.training.signals.Interrupted`
-    after a stop request, with a checkpoint of the epoch so far."""
+def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: PartialEpoch | None = None) -> None:
+    """Epochs until the schedule's iterations are done, from ``state`` (and a stopped epoch's
+    ``partial`` progress). ``run.on_epoch(summary)`` brings the summary up to date and writes it
+    after each epoch; ``run.pause`` is called at log points, its time not counted as training.
+    Raises :class:`~freezeout.training.signals.Interrupted` after a stop request, with a
+    checkpoint of the epoch so far."""
+    cfg, model, data, controller, step, generator = run.cfg, run.model, run.data, run.controller, run.step, run.generator
+    run_dir, ipe, stop, loggers, pause = run.run_dir, run.iters_per_epoch, run.stop, run.loggers, run.pause
     total = controller.schedule.total_iters
     epochs, n = math.ceil(total / ipe), len(controller.groups)
     main = distributed.is_main()
@@ -117,7 +138,7 @@ def train_epochs(cfg, model, data: Splits, controller: FreezeOut, step: TrainSte
             summary.final_val_err, summary.final_val_loss = val_err, val_loss
             if cfg.checkpoint:
                 save(run_dir, cfg, model, controller, step, generator, state)
-            on_epoch(summary)
+            run.on_epoch(summary)
             if loggers is not None:
                 loggers.log_epoch(record)  # after evaluation and checkpoint: they are not images/s
             progress.update(result.iteration, loss=result.loss, frozen=f"{controller.num_frozen}/{n}",

@@ -86,6 +86,22 @@ class TrainStep:
         return loss.detach()
 
 
+def run_step_factory(cfg, device: torch.device, train_x: torch.Tensor) -> Callable[[nn.Module, torch.optim.Optimizer],
+                                                                                "TrainStep"]:
+    """``make_step(model, optimizer)``: the run's train step as ``cfg`` sets it (precision,
+    compile, memory format) with the frozen-prefix cache over ``train_x`` when ``cache_frozen``.
+    The one recipe for the trainer, its time model and the sweep plan."""
+    from .cache import FrozenPrefixCache
+
+    def make_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainStep:
+        cache = FrozenPrefixCache(model, train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host) \
+            if cfg.cache_frozen else None
+        return TrainStep(model, optimizer, cfg.precision, device, compile_model=cfg.compile,
+                         channels_last=cfg.channels_last, cache=cache)
+
+    return make_step
+
+
 def compile_groups(model: nn.Module) -> None:
     """``torch.compile`` each layer group's modules on their own: freezing a group then recompiles
     that group (and the next, whose input stops requiring grad) once, not the whole model.

@@ -25,17 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..rundir.identity import flatten
+from ..rundir.identity import TRACKER_SETTINGS, flatten
 from ..rundir.records import read_json, write_json_atomic
 
 log = logging.getLogger("freezeout")
 
 #: Each logger's settings with their defaults (conf/logger/NAME.yaml sets the same, with comments).
-LOGGERS: dict[str, dict[str, Any]] = {
-    "tensorboard": {"log_dir": "tb"},
-    "mlflow": {"tracking_uri": None, "experiment_name": "freezeout", "run_name": None},
-    "csv": {"log_dir": "csv"},
-}
+LOGGERS = TRACKER_SETTINGS
 MLFLOW_RUN_FILE = "mlflow_run.json"  # in the run directory: the tracking URI and run id to resume
 #: The summary fields logged at the end, as ``summary/<field>``.
 RESULTS = ("final_val_err", "final_val_loss", "best_val_err", "test_err", "train_seconds", "eval_seconds",
@@ -57,11 +53,6 @@ def check_loggers(logger_cfg) -> None:
         unknown = sorted(set(settings or {}) - set(LOGGERS[name]))
         if unknown:
             raise ConfigError(f"logger.{name} has no setting {', '.join(unknown)}; allowed: {', '.join(LOGGERS[name])}")
-
-
-def override_keys() -> list[str]:
-    """Every key a command line can set below ``logger`` (Hydra's exclude_keys match whole keys)."""
-    return [f"logger.{name}{'.' + key if key else ''}" for name, keys in LOGGERS.items() for key in ("", *keys)]
 
 
 def open_loggers(cfg, run_dir: Path, start: int, summary) -> "Loggers":

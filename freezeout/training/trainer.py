@@ -12,7 +12,6 @@ holds the lock, evaluates and writes files.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from datetime import datetime, timezone
@@ -22,15 +21,13 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import validate
-from ..data import Splits, iterations_per_epoch, load_data
+from ..data import Splits, load_data
 from ..distributed import process_group as distributed
 from ..distributed import ranks as runranks
-from ..freezing.controller import FreezeOut, make_controller
+from ..freezing.controller import FreezeOut
 from ..freezing.optim import optimizer_factory
-from ..freezing.rules import ADAPTIVE, realised_times, strategy_schedule
-from ..freezing.schedule import Schedule
-from ..models import factory
+from ..freezing.rules import get_rule, make_controller, realised_times, run_schedule
+from ..models.factory import build_run_model
 from ..models.flops import group_costs
 from ..models.report import format_report, grouping_rows
 from ..rundir.lock import hold_run_lock
@@ -49,12 +46,13 @@ from ..rundir.records import (
     rewrite_metrics,
 )
 from ..rundir.resume import hydra_output_dir, prior_run
-from ..speedup.formulas import freezing_stages
+from ..speedup.formulas import const_time_iters, freezing_stages
 from ..speedup.timemodel import measure_run, predict_run
-from .cache import FrozenPrefixCache
-from .loop import LoopState, restore, train_epochs
+from .checks import CheckedRun, validate
+from .devices import configure_backends
+from .loop import LoopState, Run, restore, train_epochs
 from .signals import Interrupted, StopRequest
-from .step import Diverged, TrainStep, evaluate
+from .step import Diverged, TrainStep, evaluate, run_step_factory
 from .trackers import open_loggers
 
 log = logging.getLogger("freezeout")
@@ -71,14 +69,15 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     Raises :class:`~freezeout.rundir.lock.RunLocked` when another process trains ``run_dir``, and
     :class:`~freezeout.training.signals.Interrupted` after SIGINT/SIGTERM (with a checkpoint)."""
     distributed.setup()  # joins the launch's process group when started on several processes
-    device = runranks.check_config(cfg, validate(cfg))
+    checked = validate(cfg)
+    device = runranks.check_config(cfg, checked.device)
     run_dir = Path(run_dir) if run_dir is not None else hydra_output_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     with distributed.on_main_only(lambda: hold_run_lock(run_dir)), StopRequest() as stop:
-        return _train(cfg, run_dir, device, distributed.shared_stop(stop), pause)
+        return _train(cfg, run_dir, device, checked, distributed.shared_stop(stop), pause)
 
 
-def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop, pause) -> RunSummary:
+def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: CheckedRun, stop, pause) -> RunSummary:
     main = distributed.is_main()  # the one process that writes files
     previous, checkpoint = prior_run(run_dir, cfg)
     if previous is not None and previous.status in FINAL_STATUSES:
@@ -87,38 +86,33 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop, pause) ->
     runranks.check_resume(checkpoint, run_dir)
     distributed.barrier()  # every process has read the run directory before rank 0 writes to it
 
-    model = runranks.prepare_model(build_run_model(cfg, device), cfg.sync_bn)
+    model = runranks.prepare_model(build_run_model(cfg, device, checked.spec), cfg.sync_bn)
     runranks.seed_rank(cfg.seed)
     with distributed.main_first():  # rank 0 unpacks or downloads the data, then the others read it
-        data = load_data(cfg.data, device, with_test=cfg.eval_test)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fastest kernels; bitwise resume is a CPU promise
-    ipe = iterations_per_epoch(len(data.train_x), cfg.batch_size)
+        data = load_data(cfg.data, device, with_test=cfg.eval_test, spec=checked.spec)
+    configure_backends(device)
+    ipe = checked.iterations_per_epoch
     groups = model.layer_groups()
     make_optimizer = optimizer_factory(cfg.optimizer)
-    make_step = functools.partial(TrainStep, precision=cfg.precision, device=device, compile_model=cfg.compile,
-                                  channels_last=cfg.channels_last)
+    make_step = run_step_factory(cfg, device, data.train_x)  # with the frozen-prefix cache when cache_frozen
     total_iters, const_time_prediction = cfg.epochs * ipe, None
-    schedule = _schedule(cfg, len(groups), ipe, total_iters)
+    schedule = run_schedule(cfg, len(groups), ipe, total_iters)
     costs = group_costs(model, (1, *data.train_x.shape[1:]))
     log.info("layer groups (%s):\n%s", getattr(model, "grouping", "declared by the model"),
              format_report(grouping_rows(groups, costs, schedule.times)))
     # The time model measures the untrained model before training: an adaptive rule's every possible stage.
-    adaptive, input_shape = cfg.strategy.name in ADAPTIVE, (1, *data.train_x.shape[1:])
+    adaptive, input_shape = get_rule(cfg.strategy.name).adaptive, (1, *data.train_x.shape[1:])
     stages = range(len(groups)) if adaptive else freezing_stages(schedule.times)
     step_times = measure_run(cfg, model, data, stages, make_optimizer, make_step, total_iters)
     predicted = {"flops": None, "paper": None, "time": None}  # an adaptive rule's: known once it has run
     if not adaptive:
         predicted = predict_run(cfg, model, input_shape, costs, schedule.times, step_times, total_iters)
-    if cfg.const_time:  # spend the baseline's budget: T' = T / (1 - s) (DESIGN §1 "const_time")
+    if cfg.const_time:  # spend the baseline's budget
         const_time_prediction = "time" if predicted["time"] is not None else "flops"
-        total_iters = round(total_iters / (1.0 - predicted[const_time_prediction]))
-        schedule = _schedule(cfg, len(groups), ipe, total_iters)
+        total_iters = const_time_iters(total_iters, predicted[const_time_prediction])
+        schedule = run_schedule(cfg, len(groups), ipe, total_iters)
     controller = make_controller(cfg.strategy, groups, schedule, make_optimizer)
-    cache = None
-    if cfg.cache_frozen:
-        cache = FrozenPrefixCache(model, data.train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host)
-    step = make_step(model, controller.optimizer, cache=cache)
+    step = make_step(model, controller.optimizer)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)  # the same on every process
 
     summary = _new_summary(cfg, model, data, device, ipe, controller, predicted, const_time_prediction)
@@ -150,8 +144,8 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop, pause) ->
 
     write(summary)
     try:
-        train_epochs(cfg, model, data, controller, step, generator, state, summary, run_dir, ipe, write, stop,
-                     partial, loggers, pause)
+        train_epochs(Run(cfg, model, data, controller, step, generator, run_dir, ipe, write, stop, loggers, pause),
+                     state, summary, partial)
         if adaptive:  # its schedule is known now: predict from what happened
             times = realised_times(controller.frozen_at, controller.schedule.total_iters)
             summary.layer_times = times
@@ -180,15 +174,6 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, stop, pause) ->
              100 * (summary.final_val_err or math.nan), summary.train_seconds,
              100 * (math.nan if summary.predicted_speedup["flops"] is None else summary.predicted_speedup["flops"]))
     return summary
-
-
-def build_run_model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
-    """The run's model (see :func:`freezeout.models.factory.build_run_model`), sized by the data."""
-    return factory.build_run_model(cfg, *factory.data_dims(cfg.data), device)
-
-
-def _schedule(cfg, n: int, ipe: int, total_iters: int) -> Schedule:
-    return strategy_schedule(cfg.strategy, n, cfg.t_0, cfg.scale_lr, ipe, total_iters, cfg.optimizer.lr)
 
 
 def _new_summary(cfg, model, data: Splits, device, ipe: int, controller: FreezeOut, predicted: dict,

@@ -220,7 +220,11 @@ def _get(node: Any, key: str) -> Any:
 
 def register_resolvers() -> None:
     """Register the resolvers the launcher configs (conf/hydra/launcher/) use:
-    ``${freezeout.n_jobs:N}`` and ``${freezeout.gpus:}``. Call once before composing."""
+    ``${freezeout.n_jobs:N}`` and ``${freezeout.gpus:}``, and the run-name resolver of
+    conf/config.yaml (``${freezeout.non_semantic_keys:}``). Call once before composing."""
+    from freezeout.rundir.identity import register_run_name_resolver
+
+    register_run_name_resolver()
     for name, resolver in (("freezeout.n_jobs", default_n_jobs), ("freezeout.gpus", visible_gpus)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)

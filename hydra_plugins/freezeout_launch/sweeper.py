@@ -16,13 +16,7 @@ from typing import Dict, List, Optional
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 
-from freezeout.freezing.rules import PEERS
-from freezeout.rundir.identity import FREEZEOUT_KEYS
-
-#: Settings that mean nothing without freezing (strategy=none trains every group to the end).
-FREEZEOUT_ONLY_KEYS = tuple(k for k in FREEZEOUT_KEYS if k != "strategy")
-#: Settings of FreezeOut's own schedule, which the peer rules do not read.
-SCHEDULE_ONLY_KEYS = ("t_0", "scale_lr")
+from freezeout.freezing.rules import get_rule, rule_names
 
 
 def _strategy_of(job: List[str]) -> Optional[str]:
@@ -34,13 +28,14 @@ def _strategy_of(job: List[str]) -> Optional[str]:
 
 
 def drop_redundant_baselines(jobs: List[List[str]]) -> List[List[str]]:
-    """Remove the overrides a job's strategy does not read (FreezeOut-only keys from baseline
-    jobs, t_0 and scale_lr from peer rules' jobs), then duplicates; baselines first (otherwise in
-    order), so that a sweep stopped early has baselines to pair its runs with."""
+    """Remove the overrides a job's strategy does not read (each rule declares them: FreezeOut's
+    settings from baseline jobs, t_0, scale_lr and const_time from rival rules' jobs), then
+    duplicates; baselines first (otherwise in order), so that a sweep stopped early has baselines
+    to pair its runs with."""
     seen, out = set(), []
     for job in jobs:
         strategy = _strategy_of(job)
-        unread = FREEZEOUT_ONLY_KEYS if strategy == "none" else SCHEDULE_ONLY_KEYS if strategy in PEERS else ()
+        unread = get_rule(strategy).unread if strategy in rule_names() else ()
         job = [o for o in job if o.split("=", 1)[0].lstrip("+~") not in unread]
         if tuple(job) not in seen:
             seen.add(tuple(job))
