@@ -1,6 +1,6 @@
 """Pair each FreezeOut (or peer) run with its baseline; compute measured speedup and relative error.
 
-The baseline of a run (DESIGN §1) is a completed ``strategy=none`` run with
+The baseline of a run (docs/design.md) is a completed ``strategy=none`` run with
 
 - the same config once the method keys (FreezeOut's, ``cache_frozen``) and the non-semantic keys
   are dropped: same model, data, optimiser, epochs and seed. Configs are compared as flattened

@@ -176,7 +176,7 @@ class Config:
     progress: bool = True  # show a progress bar
     debug: bool = False  # show full tracebacks instead of one-line errors
     # The enabled trackers, each added by its option of the logger group (conf/logger/, one file per logger
-    # with its settings): logger=[tensorboard,mlflow,csv]. Read by freezeout/loggers.py.
+    # with its settings): logger=[tensorboard,mlflow,csv]. Read by freezeout/training/trackers.py.
     logger: Dict[str, Any] = field(default_factory=dict)
 
 

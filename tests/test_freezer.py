@@ -1,4 +1,4 @@
-"""The FreezeOut controller on a tiny real DenseNet (DESIGN §1 "Freezing")."""
+"""The FreezeOut controller on a tiny real DenseNet (docs/design.md, "Freezing")."""
 import copy
 import io
 

@@ -4,6 +4,7 @@ the project's modules, function-level imports included), and every module stays 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,14 @@ def test_top_level_of_freezeout_is_small():
 def test_module_at_most_300_lines(path):
     lines = len((REPO / path).read_text().splitlines())
     assert lines <= MAX_LINES, f"{path} has {lines} lines (at most {MAX_LINES})"
+
+
+def test_no_text_cites_a_file_the_project_does_not_have():
+    """Docstrings, comments and configs name files of this repository only, and ones that exist."""
+    texts = [p for pkg in (*PACKAGES, "tests", "conf", "sweeps") for p in (REPO / pkg).rglob("*")
+             if p.suffix in (".py", ".yaml") and p.name not in ("test_layout.py", "test_docs.py")]  # (examples)
+    missing = sorted({f"{p.relative_to(REPO)}: {m}" for p in texts
+                      for m in re.findall(r"(?<![\w/.])(?:freezeout|analysis|hydra_plugins)/[\w/]+\.py", p.read_text())
+                      if not (REPO / m).exists()})
+    assert not missing, missing
+    assert not [p for p in texts if "DESIGN" in p.read_text()]

@@ -1,4 +1,4 @@
-"""FreezeOut's schedule (DESIGN §1 "Freezing times", "Learning rates"): hand-computed values."""
+"""FreezeOut's schedule (docs/design.md, "Freezing times", "Learning rates"): hand-computed values."""
 import math
 import re
 

@@ -1,4 +1,4 @@
-"""Predicted speedups (DESIGN §1 "Predicted speedup"): pure formulas by hand, then real models."""
+"""Predicted speedups (docs/design.md, "Predicted speedup"): pure formulas by hand, then real models."""
 import re
 
 import pytest

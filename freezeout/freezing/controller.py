@@ -1,5 +1,5 @@
 """The FreezeOut controller: one optimizer parameter group per layer group, per-group learning
-rates, and freezing (DESIGN §1 "Freezing"). Knows no architecture and no optimizer: it sees a
+rates, and freezing (docs/design.md, "Freezing"). Knows no architecture and no optimizer: it sees a
 list of layer groups, a :class:`~freezeout.freezing.schedule.Schedule` and a function that builds any
 ``torch.optim`` optimizer from parameter groups.
 """

@@ -93,7 +93,7 @@ def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: Parti
 
     def on_log(j: int, loss: float) -> None:
         progress.update(j, loss=loss, frozen=f"{controller.num_frozen}/{n}", val_err=state.best_val_err)
-        if loggers is not None:  # trackers (freezeout/loggers.py)
+        if loggers is not None:  # trackers (freezeout/training/trackers.py)
             loggers.log_step(j, loss, controller.current_lr(), controller.num_frozen)
         if pause is not None:
             pause(j)

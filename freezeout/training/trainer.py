@@ -126,7 +126,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
     if checkpoint is not None:
         state, partial = restore(checkpoint, model, controller, step, generator)
         log.info("resuming %s from epoch %d (iteration %d)", run_dir, state.epoch, state.iteration)
-    # Trackers (freezeout/loggers.py), before the summary says running: one that cannot start fails the run here.
+    # Trackers (freezeout/training/trackers.py), before the summary says running: one that cannot start fails the run here.
     with distributed.main_first():  # rank 0's (the others have none); one that cannot start stops all
         loggers = open_loggers(cfg, run_dir, state.iteration, summary)
     # Each epoch exactly once: drop records written after the checkpoint we resume from.

@@ -11,8 +11,8 @@ from .registry import SCHEDULE_KEYS, Rule, ScheduleInputs, need, register
 def layer_freezing_count(tau: float, n: int, freeze_start: float, freeze_level: float) -> int:
     """Groups frozen at the end of an epoch when a fraction ``tau`` of training is done.
 
-    Composer's LayerFreezing (composer/algorithms/layer_freezing/layer_freezing.py,
-    ``_freeze_schedule`` and ``freeze_layers``): no freezing while ``tau <= freeze_start``, then
+    Composer's LayerFreezing (``composer.algorithms.LayerFreezing``, its ``_freeze_schedule`` and
+    ``freeze_layers``): no freezing while ``tau <= freeze_start``, then
     ``int(freeze_level * (tau - freeze_start) / (1 - freeze_start) * n_layers)`` layers, where
     ``n_layers`` excludes the last one, so the head never freezes. Here a layer is a layer group
     (Composer's are the leaf modules with parameters), so ``n_layers = n - 1``. The product is
