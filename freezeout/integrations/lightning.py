@@ -1,0 +1,87 @@
+"""FreezeOut in any LightningModule, as one callback (``pip install 'freezeout[lightning]'``):
+
+    trainer = L.Trainer(max_epochs=20, callbacks=[FreezeOutCallback("cubic", t_0=0.8)])
+    trainer.fit(module, loader)
+
+When fitting starts, the callback takes the optimizer ``configure_optimizers`` returned (one
+optimizer, one parameter group, no learning-rate scheduler: FreezeOut sets the rates itself) and
+rebuilds it, same class and settings, with one parameter group per layer group of the module
+(:class:`freezeout.FreezeController`); after every optimizer step it sets each group's rate and
+freezes the groups whose time has come. The run's length is Lightning's own estimate
+(``trainer.estimated_stepping_batches``: ``max_epochs`` or ``max_steps``, gradient accumulation
+counted). Layer groups are found by tracing one input of ``input_shape``, or of the module's
+``example_input_array``, unless given as ``groups``. Resuming from a Lightning checkpoint restores
+the frozen prefix (the callback's state) and the optimizer (Lightning's).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+try:
+    import lightning.pytorch as pl
+except ImportError:  # the older package name
+    import pytorch_lightning as pl
+
+from ..freezing.library import FreezeController
+
+
+class FreezeOutCallback(pl.Callback):
+    """FreezeOut's per-group rates and freezing for the LightningModule being fit.
+
+    ``rule`` and ``settings`` (``t_0``, ``scale_lr``, ``lr``, a rule's own options such as
+    ``freeze_start`` or ``interval``) are :class:`~freezeout.FreezeController`'s; ``groups`` and
+    ``input_shape`` say how to find the layer groups. :attr:`controller` is set once fitting starts.
+    """
+
+    def __init__(self, rule: str = "cubic", *, groups: Sequence | None = None,
+                 input_shape: Sequence[int] | None = None, **settings: Any):
+        self.rule, self.groups, self.input_shape, self.settings = rule, groups, input_shape, settings
+        self.controller: FreezeController | None = None
+        self._restored: dict | None = None  # a checkpoint's state, loaded before fitting starts
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        configured = _one_optimizer(trainer)
+        total = trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError("FreezeOut needs the run's length: set max_epochs or max_steps")
+        per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        shape = self.input_shape
+        example = getattr(pl_module, "example_input_array", None)
+        if shape is None and self.groups is None and hasattr(example, "shape"):
+            shape = (1, *example.shape[1:])
+        self.controller = FreezeController(
+            pl_module, lambda groups: type(configured)(groups, **configured.defaults), int(total), self.rule,
+            groups=self.groups, input_shape=shape, steps_per_epoch=per_epoch, **self.settings)
+        trainer.strategy.optimizers = [self.controller.optimizer]
+        if self._restored is not None:  # before Lightning loads the optimizer's state into it
+            self.controller.load_state_dict(self._restored)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        # One controller step per optimizer step (fewer than batches under gradient accumulation).
+        while self.controller.iteration < trainer.global_step:
+            self.controller.step()
+
+    def state_dict(self) -> dict:
+        """The frozen prefix and the step count; Lightning checkpoints the optimizer itself."""
+        if self.controller is None:
+            return {}
+        return {k: v for k, v in self.controller.state_dict().items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restored = state_dict or None
+
+
+def _one_optimizer(trainer: pl.Trainer):
+    """The optimizer ``configure_optimizers`` returned, if FreezeOut can take it over."""
+    if len(trainer.optimizers) != 1:
+        raise ValueError(f"FreezeOutCallback takes one optimizer; configure_optimizers returned {len(trainer.optimizers)}")
+    if trainer.lr_scheduler_configs:
+        raise ValueError("FreezeOutCallback sets every layer group's learning rate: return no lr_scheduler "
+                         "from configure_optimizers")
+    optimizer = trainer.optimizers[0]
+    if len(optimizer.param_groups) != 1:
+        raise ValueError(f"FreezeOutCallback rebuilds the optimizer with one parameter group per layer group; "
+                         f"configure_optimizers gave {len(optimizer.param_groups)} parameter groups: give one")
+    return optimizer
