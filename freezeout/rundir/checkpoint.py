@@ -6,28 +6,24 @@ torch is imported where it is used, so that reading a run directory (``analysis`
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
 
+from .atomic import atomic_write
+
 CHECKPOINT_FILE = "checkpoint.pt"
 log = logging.getLogger("freezeout")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temp file, fsync, then rename over ``path``."""
+    """``torch.save`` into ``path`` atomically (see :func:`~freezeout.rundir.atomic.atomic_write`)."""
     import torch
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb") as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any] | None:

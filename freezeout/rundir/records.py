@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from .atomic import atomic_write
+
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 
@@ -119,14 +121,9 @@ def _clean(value: Any) -> Any:
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as JSON to ``path`` via a temp file + rename, so a crash leaves old or new."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
+    with atomic_write(path) as f:
         json.dump(_clean(obj), f, indent=2, sort_keys=True)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_json(path: str | Path) -> Any:
@@ -168,11 +165,6 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 def rewrite_metrics(path: str | Path, records: list[dict]) -> None:
     """Replace ``metrics.jsonl`` atomically with ``records`` (used on resume: each epoch once)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
+    with atomic_write(path) as f:
         for r in records:
             f.write(json.dumps(_clean(r), sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
