@@ -162,7 +162,14 @@ def test_validate_rejects_bad_external_settings_in_one_line(overrides, message):
     ["model=torchvision", "model.name=resnet18", "data=cifar10", "model.groups=['conv1|bn1',layer1,layer2,layer3,layer4,fc]"],
 ])
 def test_external_models_compose_and_validate(overrides):
-    assert str(validate(make_cfg("device=cpu", *overrides)).device) == "cpu"
+    """The checks find what the run then uses: the device, the data's shape and size."""
+    checked = validate(make_cfg("device=cpu", *overrides))
+    cifar = "data=cifar10" in overrides or "data=cifar100" in overrides
+    assert str(checked.device) == "cpu"
+    assert checked.spec.num_classes == (100 if "data=cifar100" in overrides else 10)
+    assert (checked.spec.in_channels, tuple(checked.spec.image_size)) == ((3, (32, 32)) if cifar else (1, (28, 28)))
+    assert checked.train_images == (45000 if cifar else 55000)  # the training split less 5,000 validation images
+    assert checked.iterations_per_epoch == checked.train_images // 50  # batch_size 50, full batches only
 
 
 def groups_cli(*args: str) -> subprocess.CompletedProcess:

@@ -195,5 +195,26 @@ def test_a_failing_logger_is_dropped_and_the_others_go_on(caplog):
     assert "Broken logger failed (OSError: disk full): dropped" in caplog.text
 
 
-def test_only_the_main_process_logs():
-    assert not torch.distributed.is_initialized() and is_main_process()
+def _open_csv_logger_on_each_rank(root: str) -> None:
+    """In each of two processes: open the run's trackers (csv) in a folder of its own."""
+    from freezeout.distributed import process_group as distributed
+    from freezeout.rundir.records import RunSummary
+    from freezeout.training.trackers import open_loggers
+
+    run_dir = Path(root) / f"rank{distributed.rank()}"
+    run_dir.mkdir()
+    cfg = OmegaConf.create({"logger": {"csv": {"log_dir": "csv"}}})
+    loggers = open_loggers(cfg, run_dir, 0, RunSummary(status="running", batch_size=8, config={"seed": 0}))
+    loggers.log_step(1, 0.5, 0.1, 0)
+    loggers.close()
+
+
+def test_only_the_main_process_logs(tmp_path):
+    """Two real processes (gloo): rank 0 opens its trackers and writes, rank 1 writes nothing."""
+    from freezeout.distributed.process_group import spawned
+
+    assert is_main_process() and not torch.distributed.is_initialized()
+    assert spawned(2, _open_csv_logger_on_each_rank, str(tmp_path))
+    assert [p.name for p in (tmp_path / "rank0").iterdir()] == ["csv"]
+    assert list((tmp_path / "rank0" / "csv").iterdir())  # it wrote its rows
+    assert list((tmp_path / "rank1").iterdir()) == []
