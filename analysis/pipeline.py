@@ -9,6 +9,7 @@ import pandas as pd
 
 from .aggregate import add_settings, aggregate
 from .collect import collect_runs
+from .frontier import front_markdown, read_fronts
 from .loadgap import add_load_gaps
 from .pairing import pair_runs
 from .plots import plot_all
@@ -63,8 +64,10 @@ def analyze(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
     files = [out / "runs.csv", out / "summary.csv", out / "summary.md"]
     runs_df.to_csv(files[0], index=False)
     summary_df.to_csv(files[1], index=False)
-    files[2].write_text(f"# FreezeOut analysis of `{root}`\n\n{table}\n{markdown_notes(runs, summary)}")
-    plot_files, skipped = plot_all(runs, summary, out)
+    fronts = read_fronts(root, runs)
+    files[2].write_text(f"# FreezeOut analysis of `{root}`\n\n{table}\n{markdown_notes(runs, summary)}"
+                        f"{front_markdown(fronts)}")
+    plot_files, skipped = plot_all(runs, summary, out, fronts)
     files += plot_files
 
     bad = {r["dir"] for r in not_completed(runs)}

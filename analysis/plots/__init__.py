@@ -22,10 +22,12 @@ __all__ = ["draw_envelope", "draw_predicted_vs_measured", "draw_val_curves", "pa
            "plot_val_curves", "robust_limits"]
 
 
-def plot_all(runs: list[dict], summary: list[dict], out: Path) -> tuple[list[Path], list[str]]:
-    """All three figures; returns every path written and every skip message."""
+def plot_all(runs: list[dict], summary: list[dict], out: Path, fronts: dict | None = None
+             ) -> tuple[list[Path], list[str]]:
+    """All three figures (``fronts``: a frontier search's, on the envelope); returns every path
+    written and every skip message."""
     paths, notes = [], []
-    for p, n in (plot_envelope(summary, out), plot_predicted_vs_measured(runs, out),
+    for p, n in (plot_envelope(summary, out, fronts), plot_predicted_vs_measured(runs, out),
                  plot_val_curves(runs, out)):
         paths += p
         notes += n

@@ -5,9 +5,11 @@ strategy, open markers for scale_lr off, the parameters that tell a strategy's p
 beside them (placed so they do not overlap). For reference, the paper's claim: up to 20% speedup
 within 3% relative error (Brock et al. 2017), shaded.
 
-No Pareto front is drawn. A front through the means ranks methods whose error bars overlap, a
-ranking two or three seeds cannot support; readers can still see which points dominate which, with
-the spreads beside them. ``pareto_front`` remains for callers that want the means' front.
+No Pareto front is drawn through the means. A front through the means ranks methods whose error
+bars overlap, a ranking two or three seeds cannot support; readers can still see which points
+dominate which, with the spreads beside them. ``pareto_front`` remains for callers that want the
+means' front. When the runs come from a frontier search (``hydra/sweeper=frontier``), the front
+it found is drawn as a dashed line, its best setting within the error budget starred.
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ PAPER_SPEEDUP, PAPER_ERROR = 20.0, 3.0  # percent: "speedup below 20% within 3% 
 PAPER_LABEL = "paper's claim (Brock et al. 2017):\nspeedup ≤ 20%, relative error ≤ 3%"
 PAPER_FACE = "#E8E8E8"
 CLIPPED = "mean off the axis: at the edge,\nlabelled (speedup, error)"
+FRONT_COLOUR = "#4D4D4D"
+FRONT_LABEL = ("front found by the frontier search\n(its trials' mean speedup by its objective,\n"
+               "the time model by default)")
+BEST_LABEL = "search's best within its error budget"
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -54,16 +60,32 @@ def _bars(rows: list[dict], name: str, means: list[float]) -> list[tuple[float, 
     return out
 
 
-def _panel(ax, rows: list[dict]):
-    """Draw one setting's methods. Returns its strategies' legend handles and a function that
-    writes the point labels, to call once the figure's layout is final."""
+def _front(ax, front: list[dict]) -> list:
+    """The frontier search's front through its trials, the best within budget starred; returns
+    its legend handles."""
+    xs, ys = [100 * t["speedup"] for t in front], [100 * t["relative_error"] for t in front]
+    ax.plot(xs, ys, linestyle=(0, (4, 2)), color=FRONT_COLOUR, marker="x", markersize=6, linewidth=1.1,
+            zorder=2)
+    best = [(x, y) for t, x, y in zip(front, xs, ys) if t["best"]]
+    handles = [Line2D([], [], linestyle=(0, (4, 2)), color=FRONT_COLOUR, marker="x", label=FRONT_LABEL)]
+    if best:
+        ax.plot(*zip(*best), linestyle="none", marker="*", markersize=13, color=FRONT_COLOUR, zorder=4)
+        handles.append(Line2D([], [], linestyle="none", marker="*", markersize=11, color=FRONT_COLOUR,
+                              label=BEST_LABEL))
+    return handles
+
+
+def _panel(ax, rows: list[dict], front: list[dict] | None = None):
+    """Draw one setting's methods (and the search's front, if any). Returns its legend handles
+    and a function that writes the point labels, to call once the figure's layout is final."""
     xs = [_pct(r["measured_speedup_mean"]) for r in rows]
     ys = [_pct(r["relative_error_mean"]) for r in rows]
     dx, dy = _bars(rows, "measured_speedup", xs), _bars(rows, "relative_error", ys)
+    fx, fy = [100 * t["speedup"] for t in front or []], [100 * t["relative_error"] for t in front or []]
     # The range covers the intervals too, but not a wild point's (robust_limits drops those).
-    xlim = robust_limits([v for x, (a, b) in zip(xs, dx) for v in (x - a, x, x + b)],
+    xlim = robust_limits([v for x, (a, b) in zip(xs, dx) for v in (x - a, x, x + b)] + fx,
                          include=(0.0, PAPER_SPEEDUP))
-    ylim = robust_limits([v for y, (a, b) in zip(ys, dy) for v in (y - a, y, y + b)],
+    ylim = robust_limits([v for y, (a, b) in zip(ys, dy) for v in (y - a, y, y + b)] + fy,
                          include=(0.0, PAPER_ERROR))
     ax.set(xlim=xlim, ylim=ylim)
     ax.add_patch(Rectangle((0, ylim[0]), PAPER_SPEEDUP, PAPER_ERROR - ylim[0], zorder=0,
@@ -97,13 +119,16 @@ def _panel(ax, rows: list[dict]):
 
     handles = [Line2D([], [], linestyle="none", label=text, **marker_kw(s, None))
                for s, text in legend.items()]
+    if front:
+        handles += _front(ax, front)
     if flagged:
         handles.append(Line2D([], [], linestyle="none", marker="<", color="#B00000", label=CLIPPED))
     return handles, write_labels
 
 
-def draw_envelope(summary: list[dict]):
-    """The figure (one panel per setting), or None when no method is paired with a baseline."""
+def draw_envelope(summary: list[dict], fronts: dict[str, list[dict]] | None = None):
+    """The figure (one panel per setting), or None when no method is paired with a baseline.
+    ``fronts``: a frontier search's front per setting (``analysis.frontier.read_fronts``)."""
     rows = [r for r in summary if is_freezeout(r) and r["measured_speedup_n"] > 0]
     if not rows:
         return None
@@ -115,7 +140,7 @@ def draw_envelope(summary: list[dict]):
     handles: dict[str, object] = {}
     writers = []
     for ax, (setting, members) in zip(axes, panels.items()):
-        panel_handles, write_labels = _panel(ax, members)
+        panel_handles, write_labels = _panel(ax, members, (fronts or {}).get(setting))
         writers.append(write_labels)
         for h in panel_handles:
             handles.setdefault(h.get_label(), h)
@@ -125,7 +150,7 @@ def draw_envelope(summary: list[dict]):
         Patch(facecolor=PAPER_FACE, edgecolor="0.6", linestyle="--", label=PAPER_LABEL),
         note(f"points: mean over seeds, bars: 95% bootstrap\n"
              f"interval of the mean (n = {n} seeds per point)"),
-        note("no Pareto front: the spreads overlap\ntoo much to rank the points")]
+        note("no Pareto front through the means: the\nspreads overlap too much to rank them")]
     clipped = [handles.pop(CLIPPED)] if CLIPPED in handles else []  # last in the legend
     legend_outside(fig, list(handles.values()) + extra + clipped)
     for write_labels in writers:  # last: the legend has taken its room, the axes stay put
@@ -133,9 +158,10 @@ def draw_envelope(summary: list[dict]):
     return fig
 
 
-def plot_envelope(summary: list[dict], out: Path) -> tuple[list[Path], list[str]]:
+def plot_envelope(summary: list[dict], out: Path, fronts: dict[str, list[dict]] | None = None
+                  ) -> tuple[list[Path], list[str]]:
     """``envelope.png``/``.svg``, or a message saying why it was skipped."""
-    fig = draw_envelope(summary)
+    fig = draw_envelope(summary, fronts)
     if fig is None:
         return [], ["envelope: skipped, no FreezeOut run is paired with a completed baseline"]
     return save(fig, out, "envelope"), []

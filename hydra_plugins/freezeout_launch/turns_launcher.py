@@ -33,7 +33,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .groups import comparison_groups
 
-log = logging.getLogger("freezeout")
+log = logging.getLogger("freezeout")  # the runs' logger: their lines are routed by thread
+launch_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,10 +91,10 @@ class TurnsLauncher(Launcher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
         rounds = comparison_groups(jobs, self.max_turns)
-        log.info("Launching %d jobs in %d rounds of runs taking turns", len(jobs), len(rounds))
+        launch_log.info("Launching %d jobs in %d rounds of runs taking turns", len(jobs), len(rounds))
         returns: Dict[int, JobReturn] = {}
         for number, group in enumerate(rounds):
-            log.info("round %d: %s", number, "; ".join(f"#{i} {' '.join(filter_overrides(o))}" for i, o in group))
+            launch_log.info("round %d: %s", number, "; ".join(f"#{i} {' '.join(filter_overrides(o))}" for i, o in group))
             prepared = [self._prepare(i, o) for i, o in group]
             self._train_round(prepared, f"{Path(str(self.config.hydra.sweep.dir)).name}-{number}-"
                                         f"{uuid.uuid4().hex[:8]}")
