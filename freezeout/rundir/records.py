@@ -65,6 +65,10 @@ class RunSummary:
     step_seconds: Optional[dict] = None
     # Runs on several processes: bytes of gradients all-reduced per step, by frozen groups ("0": none).
     allreduce_bytes_per_step: Optional[dict] = None
+    # The input (freezeout/data/): loader (memory | stream), what the time model measured of it before
+    # training (loader images/s, input-bound stage, the most FreezeOut can save) and what training met
+    # (seconds steps waited for data, by frozen groups; unreadable images skipped). None: not recorded.
+    input: Optional[dict] = None
     # The load it trained under: CPU time against wall time, the machine's other work, jobs beside
     # it, runs taking turns with it (freezeout/rundir/load.py); None when not recorded.
     load: Optional[dict] = None
