@@ -7,6 +7,7 @@ from pathlib import Path
 from .collect import COMPLETED
 from .loadgap import unequal_lines
 from .pairing import is_freezeout
+from .plateau import plateau_lines
 from .seeds import repeat_text
 from .stats import DELTA, LEVEL, MAX_SEEDS, POWER, RESAMPLES
 
@@ -108,6 +109,9 @@ def markdown_notes(runs: list[dict], summary: list[dict]) -> str:
     """What the table leaves out: how seeds count, repeated seeds, runs without a baseline."""
     lines = ["n seeds counts distinct seeds; a seed run more than once enters the statistics "
              "once, as its first completed run by path. " + STATS_NOTE]
+    flat = plateau_lines(runs)
+    if flat:
+        lines += ["", "Trained long enough? (a third of training flat is the aim)", ""] + [f"- {x}" for x in flat]
     unequal = unequal_lines(runs)
     if unequal:
         lines += ["", f"Compared under unequal load (measured speedups biased; the time model's "
@@ -162,6 +166,10 @@ def text_report(root: Path, runs: list[dict], summary: list[dict], table: str,
     if dups:
         lines.append("Several baselines matched; the first by path was used:")
         lines += [f"  - used {b}, also matched: {d}" for b, d in dups]
+    flat = plateau_lines(runs)
+    if flat:
+        lines.append("Baselines flat at the end of training (a third is the aim):")
+        lines += [f"  - {x}" for x in flat]
     unequal = unequal_lines(runs)
     if unequal:
         lines.append(f"Compared with a baseline under unequal load ({len(unequal)}):")

@@ -132,3 +132,13 @@ def test_envelope_bars_are_the_intervals(four_seeds):
     assert [sorted(round(x, 6) for x in (seg[0][0], seg[1][0])) for seg in horizontal] == [[10.0, 25.0]]
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any("95% bootstrap" in t for t in labels)
+
+
+def test_flat_share_of_training():
+    from analysis.plateau import flat_share
+
+    curve = [{"val_err": e} for e in (0.50, 0.30, 0.200, 0.198, 0.199, 0.197)]
+    # best 0.197; the best-so-far is within 0.005 of it from epoch 3 (0.200): 3 of 6 epochs flat
+    assert flat_share(curve) == 0.5
+    assert flat_share([{"val_err": e} for e in (0.5, 0.4, 0.3)]) == 0.0  # still improving at the end
+    assert math.isnan(flat_share([]))
