@@ -37,7 +37,14 @@ def use_shipped_sweeps() -> None:
 
 
 @dataclass
-class DenseNetConfig:
+class ModelInitConfig:
+    """The weights any model may start from (freezeout/models/init.py), fields of every model schema."""
+    init: Optional[str] = None  # state_dict or checkpoint to start from (fine-tuning); None: fresh weights
+    init_strict: bool = True  # missing or unexpected keys in it stop the run (false: load what fits)
+
+
+@dataclass
+class DenseNetConfig(ModelInitConfig):
     name: str = "densenet"
     depth: int = 76  # L: (L - 4) / 6 bottlenecks per dense block
     growth_rate: int = 12  # k: channels each bottleneck adds
@@ -45,7 +52,7 @@ class DenseNetConfig:
 
 
 @dataclass
-class WRNConfig:
+class WRNConfig(ModelInitConfig):
     name: str = "wrn"
     depth: int = 28
     widen_factor: int = 10
@@ -53,14 +60,14 @@ class WRNConfig:
 
 
 @dataclass
-class VGGConfig:
+class VGGConfig(ModelInitConfig):
     name: str = "vgg"
     depth: int = 16  # 11, 13, 16 or 19
     width: int = 64  # channels of the first block (64 in the original VGG)
 
 
 @dataclass
-class TimmModelConfig:
+class TimmModelConfig(ModelInitConfig):
     kind: str = "timm"
     name: str = MISSING  # any timm model, e.g. resnet18, vit_tiny_patch16_224, convnext_atto
     pretrained: bool = False  # load timm's pretrained weights (needs network or a filled HF cache)
@@ -72,7 +79,7 @@ class TimmModelConfig:
 
 
 @dataclass
-class TorchvisionModelConfig:
+class TorchvisionModelConfig(ModelInitConfig):
     kind: str = "torchvision"
     name: str = MISSING  # a torchvision classification model, e.g. resnet18, mobilenet_v3_small
     kwargs: Any = None  # more get_model arguments, e.g. {dropout: 0.3}
@@ -81,7 +88,7 @@ class TorchvisionModelConfig:
 
 
 @dataclass
-class CustomModelConfig:
+class CustomModelConfig(ModelInitConfig):
     kind: str = "custom"
     name: str = "custom"
     _target_: str = MISSING  # package.module.Name returning an nn.Module; its arguments: +model.KEY=VALUE

@@ -16,6 +16,7 @@ from torch import nn
 from ..data import DatasetSpec, dataset_spec
 from ..errors import ConfigError
 from .adapters import ExternalModel, adapt_stem, group_model
+from .init import init_weights
 from .registry import build_model
 from .sources import ModelBuildError, build_custom, build_timm, build_torchvision
 
@@ -24,7 +25,7 @@ log = logging.getLogger("freezeout")
 #: ``model.kind`` of the config groups for models nobody wrote for FreezeOut.
 EXTERNAL_KINDS = ("timm", "torchvision", "custom")
 #: Keys of ``model=custom`` that are the harness's, not the builder's.
-_OWN_KEYS = ("kind", "name", "groups", "max_groups")
+_OWN_KEYS = ("kind", "name", "groups", "max_groups", "init", "init_strict")
 
 
 def model_kind(model_cfg: Mapping) -> str:
@@ -47,6 +48,7 @@ def build_run_model(cfg: DictConfig, device: torch.device, spec: DatasetSpec | N
         for note in model.notes:
             log.info("%s: %s", describe(cfg.model), note)
         log.info("%s: %d layer groups (%s)", describe(cfg.model), len(model.specs), model.grouping)
+    init_weights(model, cfg.model)  # model.init: start from saved weights
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
