@@ -69,6 +69,13 @@ class RunSummary:
     # training (loader images/s, input-bound stage, the most FreezeOut can save) and what training met
     # (seconds steps waited for data, by frozen groups; unreadable images skipped). None: not recorded.
     input: Optional[dict] = None
+    # compile=true: graphs compiled by layer group and form (training, frozen), forms run eager, recompile
+    # limits hit, compile seconds (all, and the time model's by stage) and the time model's speedup with
+    # them counted (freezeout/training/compiling.py). None: not compiled.
+    compile: Optional[dict] = None
+    # cache_frozen=true|auto: the mode, the stages (frozen groups) that read the store, the stage it
+    # reached and the bytes it held (freezeout/training/cache.py). None: no cache.
+    cache: Optional[dict] = None
     # The load it trained under: CPU time against wall time, the machine's other work, jobs beside
     # it, runs taking turns with it (freezeout/rundir/load.py); None when not recorded.
     load: Optional[dict] = None
