@@ -30,6 +30,9 @@ def search_args(root: Path, sweep: Path, *extra: str) -> list[str]:
             *SPACE, f"hydra.sweep.dir={sweep}", *extra]
 
 
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # two threads on a busy 2-core machine thrash
+
+
 def summary(run_dir: str | Path) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
 
@@ -41,7 +44,7 @@ def dominated(p: tuple, points: list[tuple]) -> bool:
 @pytest.mark.slow
 def test_a_search_finds_a_front_and_a_relaunch_continues_it(fmnist_root, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli(*search_args(fmnist_root, sweep, "hydra.sweeper.n_trials=6"), timeout=600)
+    proc = run_cli(*search_args(fmnist_root, sweep, "hydra.sweeper.n_trials=6"), timeout=600, env=ONE_THREAD)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     study = optuna.load_study(study_name="frontier", storage=f"sqlite:///{sweep / 'frontier.db'}")
     trials = study.get_trials()
@@ -71,7 +74,7 @@ def test_a_search_finds_a_front_and_a_relaunch_continues_it(fmnist_root, tmp_pat
 
     # Re-launch with a budget of 8: two new trials; nothing of the first six trains again.
     before = {p: p.read_bytes() for p in sweep.glob("run_*/summary.json")}
-    proc = run_cli(*search_args(fmnist_root, sweep, "hydra.sweeper.n_trials=8"), timeout=600)
+    proc = run_cli(*search_args(fmnist_root, sweep, "hydra.sweeper.n_trials=8"), timeout=600, env=ONE_THREAD)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "frontier search: 6 of 8 trials done, 2 to run" in proc.stdout + proc.stderr
     assert all(p.read_bytes() == data for p, data in before.items())
@@ -85,7 +88,7 @@ def test_a_search_finds_a_front_and_a_relaunch_continues_it(fmnist_root, tmp_pat
 def test_dry_run_plans_and_trains_nothing(fmnist_root, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli(*search_args(fmnist_root, sweep, "hydra.sweeper.n_trials=5", "hydra.sweeper.dry_run=true"),
-                   timeout=600)
+                   timeout=600, env=ONE_THREAD)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "trials to run: 5, 2 seeds each: 10 runs of 32 iterations" in out

@@ -50,7 +50,7 @@ class FrontierSweeperConf:
     float_step: Optional[float] = 0.01  # floats drawn on this grid (readable run dirs); null: continuous
     trials_per_launch: int = 1  # trials launched together (a parallel launcher runs them side by side)
     dry_run: bool = False
-    params: Optional[Dict[str, str]] = None  # the search space, as sweep overrides
+    params: Optional[Dict[str, Any]] = None  # the search space, as sweep overrides (null drops a key)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="frontier_schema", node=FrontierSweeperConf,
@@ -61,7 +61,7 @@ class FrontierSweeper(Sweeper):
     def __init__(self, n_trials: int = 20, seeds: Optional[List[int]] = None, storage: Optional[str] = None,
                  study_name: str = "frontier", sampler: str = "tpe", sampler_seed: int = 0, speedup: str = "time",
                  budget: float = 0.03, float_step: Optional[float] = 0.01, trials_per_launch: int = 1,
-                 dry_run: bool = False, params: Optional[Dict[str, str]] = None) -> None:
+                 dry_run: bool = False, params: Optional[Dict[str, Any]] = None) -> None:
         self.n_trials, self.seeds, self.storage, self.study_name = n_trials, list(seeds or []), storage, study_name
         self.sampler, self.sampler_seed, self.speedup, self.budget = sampler, sampler_seed, speedup, budget
         self.float_step, self.trials_per_launch, self.dry_run = float_step, trials_per_launch, dry_run
@@ -103,7 +103,8 @@ class FrontierSweeper(Sweeper):
         assert self.config is not None and self.hydra_context is not None
         self.check()
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        space, fixed = split_space(parser.parse_overrides([f"{k}={v}" for k, v in self.params.items()] + arguments))
+        params = [f"{k}={v}" for k, v in self.params.items() if v is not None]  # null: an inherited key dropped
+        space, fixed = split_space(parser.parse_overrides(params + arguments))
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         storage = self.storage or f"sqlite:///{sweep_dir.resolve() / 'frontier.db'}"
         if self.dry_run:  # opens no store, creates nothing, then ends the launch (no analysis of nothing)
