@@ -23,6 +23,16 @@ TINY = [
 ]
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs an NVIDIA GPU; skipped with the reason without one "
+                                       "(make gpu-check runs them: pytest -m cuda)")
+
+
+#: Skips a CUDA-marked test where no GPU is visible, saying so.
+needs_cuda = pytest.mark.skipif("not __import__('torch').cuda.is_available()",
+                                reason="no CUDA GPU visible (run on a machine with an NVIDIA GPU: make gpu-check)")
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for modules of tiny in-process models: as fast, and it cannot thrash when
