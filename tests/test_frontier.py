@@ -138,3 +138,34 @@ def test_trials_left_running_are_run_again_with_their_settings(tmp_path):
     assert again.number == 1 and again.suggest_float("t_0", 0.5, 0.9) == t_0
     assert again.user_attrs["resumes"] == 0
     assert not math.isnan(t_0)
+
+
+def test_the_longer_study_composes_into_groups_and_a_search_space():
+    from hydra import compose, initialize_config_dir
+
+    from freezeout.config import register_configs
+    from hydra_plugins.freezeout_launch import placement
+    from hydra_plugins.freezeout_launch.groups import comparison_groups
+    from hydra_plugins.freezeout_launch.sweeper import FreezeOutSweeper
+
+    register_configs()
+    placement.register_resolvers()
+    repo = Path(__file__).resolve().parents[1]
+    with initialize_config_dir(config_dir=str(repo / "conf"), version_base="1.3"):
+        study = compose(config_name="config", overrides=["sweeps=study_long"], return_hydra_config=True)
+        search = compose(config_name="config", overrides=["hydra/sweeper=frontier", "sweeps=study_long_frontier",
+                                                          "experiment=study_densenet"], return_hydra_config=True)
+    assert study.epochs == search.epochs == 40 and study.data.subset == 3840
+    params = [f"{k}={v}" for k, v in study.hydra.sweeper.params.items()]
+    jobs = FreezeOutSweeper.split_arguments(parse(*params), None)[0]
+    groups = comparison_groups(list(enumerate(jobs)))
+    # 2 architectures x 3 seeds; each: the baseline, linear and cubic scaled and unscaled, layer_freezing
+    assert len(groups) == 6 and all(len(g) == 6 and "strategy=none" in g[0][1] for g in groups)
+    assert len({o for _, job in groups[0] for o in job if o.startswith(("seed=", "experiment="))}) == 2
+    assert sum("strategy=linear" in j and "scale_lr=False" in j and "t_0=0.8" in j for _, j in sum(groups, [])) == 6
+    assert sum("strategy=cubic" in j and "scale_lr=True" in j and "t_0=0.8" in j for _, j in sum(groups, [])) == 6
+    sweeper = search.hydra.sweeper
+    assert (sweeper.n_trials, list(sweeper.seeds), sweeper.budget) == (12, [0], 0.03)
+    space, fixed = split_space(parse(*(f"{k}={v}" for k, v in sweeper.params.items() if v is not None)))
+    assert set(space) == {"strategy", "t_0", "scale_lr", "strategy.freeze_start", "strategy.freeze_level",
+                          "strategy.percentile"} and fixed == []
