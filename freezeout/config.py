@@ -137,7 +137,7 @@ class AutoFreezeConfig:
 @dataclass
 class DataConfig:
     """Every data option, for every source (freezeout/data/); unused ones are ignored."""
-    # builtin (name: cifar10 | cifar100 | fashion_mnist) | image_folder | torchvision
+    # builtin (name: cifar10 | cifar100 | fashion_mnist) | image_folder | shards (WebDataset tars) | torchvision
     source: str = "builtin"
     # builtin: the dataset; torchvision: a class of torchvision.datasets (MNIST, SVHN...); image_folder: a
     # label for summaries and analysis (name two folders differently: data.root does not tell runs apart)
@@ -147,12 +147,23 @@ class DataConfig:
     # images held out of the training split for validation: builtin, the last val_size; image_folder and
     # torchvision, the last val_size of a fixed pseudo-random order; image_folder with a val/ folder: unused
     val_size: int = 5000
-    augment: bool = False  # pad-4 random crop (padded black) + horizontal flip, on the device
+    # a recipe: pad_crop_flip (pad-4 random crop, padded black, + horizontal flip; `true` means it, as before) |
+    # random_resized_crop_flip (ImageNet-style, streamed data) | none (`false`); applied per batch on the device
+    # (in memory) or on the loader's workers (streamed). Evaluation: resize (+ centre crop for random_resized_crop)
+    augment: Any = False
     download: bool = True  # try torchvision's download when the data is not in root
-    image_size: Optional[Any] = None  # resize to N x N or [H, W] pixels (image_folder, torchvision); None: as stored
-    channels: Optional[int] = None  # 1 (grey) or 3 (RGB) (image_folder, torchvision); None: as the first image
+    # resize to N x N or [H, W] pixels (image_folder, shards, torchvision); None: as stored
+    image_size: Optional[Any] = None
+    channels: Optional[int] = None  # 1 (grey) or 3 (RGB) (image_folder, shards, torchvision); None: as the first image
     kwargs: Dict[str, Any] = field(default_factory=dict)  # extra constructor arguments (torchvision)
-    max_memory_gb: float = 8.0  # refuse data whose float32 tensors, all splits, exceed this (GB = 1e9 bytes)
+    # keep every split in memory as uint8 while it fits this many GB (GB = 1e9 bytes; the bytes really stored)
+    max_memory_gb: float = 8.0
+    # memory (every split stored on the device as uint8) | stream (decoded by DataLoader workers each epoch:
+    # image_folder, shards) | auto (memory while it fits max_memory_gb, else stream; the log says which)
+    loader: str = "auto"
+    workers: int = 4  # streamed: DataLoader worker processes (decoding and augmentation run there)
+    prefetch: int = 2  # streamed: batches each worker prepares ahead
+    skip_bad_images: bool = False  # an unreadable image: false stops the run naming it; true skips and counts it
 
 
 @dataclass

@@ -54,6 +54,7 @@ def cfg(root, **kw):
 def as_uint8(x: torch.Tensor, spec) -> np.ndarray:
     """Undo the normalisation: the stored bytes back."""
     mean, std = torch.tensor(spec.mean).view(1, -1, 1, 1), torch.tensor(spec.std).view(1, -1, 1, 1)
+    x = x.float() if not isinstance(x, torch.Tensor) else x  # a store: its normalised images
     return (x * std + mean).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
@@ -78,11 +79,11 @@ def test_labels_splits_and_statistics(folder, fmnist_by_class):
     kept = np.stack([np.frombuffer(b, np.uint8) for b in train]) / 255
     assert splits.spec.mean[0] == pytest.approx(kept.mean(), abs=1e-9)
     assert splits.spec.std[0] == pytest.approx(kept.std(), abs=1e-9)
-    assert abs(splits.train_x.mean().item()) < 1e-5
-    assert splits.train_x.std(unbiased=False).item() == pytest.approx(1, abs=1e-5)
+    assert abs(splits.train_x.float().mean().item()) < 1e-5
+    assert splits.train_x.float().std(unbiased=False).item() == pytest.approx(1, abs=1e-5)
     # subset: the first N of the same order; validation and its labels do not move.
     small = load_data(cfg(folder, subset=10), CPU)
-    assert np.array_equal(as_uint8(small.train_x, small.spec), as_uint8(splits.train_x[:10], splits.spec))
+    assert np.array_equal(as_uint8(small.train_x.float(), small.spec), as_uint8(splits.train_x[:10], splits.spec))
     assert torch.equal(small.val_y, splits.val_y) and small.spec.mean != splits.spec.mean
 
 
@@ -96,7 +97,7 @@ def test_val_folder_and_test_statistics_stay_out(fmnist_by_class, tmp_path):
     splits = load_data(cfg(root, val_size=5000), CPU, with_test=True)
     train = np.concatenate([fmnist_by_class[n][:10] for n in sorted(CLASSES)]) / 255
     assert splits.spec.mean[0] == pytest.approx(train.mean(), abs=1e-9)
-    assert splits.val_x.mean().item() > 0.5 and splits.test_x.mean().item() > 0.5  # inverted: far from 0
+    assert splits.val_x.float().mean().item() > 0.5 and splits.test_x.float().mean().item() > 0.5  # inverted: far from 0
     assert splits.val_y.tolist() == [0] * 4 + [1] * 4 + [2] * 4
 
 
@@ -115,7 +116,7 @@ def test_resize_and_channel_conversion(fmnist_by_class, tmp_path):
     # A grey image as RGB has three equal channels; resizing matches PIL's bilinear resize.
     one = load_data(cfg(write_folder(tmp_path / "grey", fmnist_by_class, count=4), val_size=2, image_size=[14, 10],
                         channels=3), CPU)
-    img = as_uint8(one.train_x, one.spec)
+    img = as_uint8(one.train_x.float(), one.spec)
     assert (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all()
     pngs = sorted((tmp_path / "grey" / "train").rglob("*.png"))
     expected = {np.asarray(Image.open(p).convert("RGB").resize((10, 14), Image.BILINEAR)).tobytes() for p in pngs}
@@ -167,8 +168,8 @@ def test_layout_errors_are_one_clear_line(kind, needles, folder, tmp_path):
 
 
 @pytest.mark.parametrize("options, needles", [
-    ({"max_memory_gb": 1e-4}, ["0.000188 GB", "60 images of 1x28x28", "data.max_memory_gb=0.0001", "data.subset",
-                               "data.image_size"]),
+    ({"max_memory_gb": 1e-5, "loader": "memory"}, ["4.7e-05 GB", "60 images of 1x28x28", "data.max_memory_gb=1e-05",
+                                                   "data.subset", "data.image_size", "data.loader=stream"]),
     ({"val_size": 60}, ["data.val_size=60 is outside [1, 59]"]),
     ({"subset": 49}, ["data.subset=49 is outside [1, 48]"]),
     ({"image_size": [1, 2, 3]}, ["data.image_size=[1, 2, 3]", "[H, W]"]),
@@ -182,10 +183,11 @@ def test_option_errors_before_loading(options, needles, folder):
 
 
 def test_memory_budget_counts_the_test_split_and_the_resize(folder):
-    spec = dataset_spec(cfg(folder, image_size=56, max_memory_gb=0.0008))
-    assert check_sizes(cfg(folder, image_size=56, max_memory_gb=0.0008), spec) == 48  # 60 x 56^2 x 4 = 0.75 MB
+    budget = dict(image_size=56, max_memory_gb=0.0002, loader="memory")  # kept in memory, as uint8
+    spec = dataset_spec(cfg(folder, **budget))
+    assert check_sizes(cfg(folder, **budget), spec) == 48  # 60 x 56^2 x 1 byte = 0.19 MB
     with pytest.raises(ConfigError, match="75 images of 1x56x56"):
-        load_data(cfg(folder, image_size=56, max_memory_gb=0.0008), CPU, with_test=True)
+        load_data(cfg(folder, **budget), CPU, with_test=True)
 
 
 def test_test_split_needed_for_eval_test(fmnist_by_class, tmp_path):
@@ -206,12 +208,12 @@ def test_padding_is_black_as_torchvision_pads_before_normalising(source, fmnist_
         data = load_data({"name": "cifar10", "root": str(tmp_path), "val_size": 10, "subset": 3}, CPU)
     spec, n, h, pad = data.spec, 3, data.train_x.shape[2], 4
     images = [TF.to_tensor(Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img))
-              for img in as_uint8(data.train_x, spec)]  # the stored uint8 images, as torchvision reads them
-    assert torch.equal(torch.stack([TF.normalize(t, spec.mean, spec.std) for t in images]), data.train_x)
+              for img in as_uint8(data.train_x.float(), spec)]  # the stored uint8 images, as torchvision reads them
+    assert torch.equal(torch.stack([TF.normalize(t, spec.mean, spec.std) for t in images]), data.train_x.float())
     for dy in range(2 * pad + 1):
         for dx in range(2 * pad + 1):
             for flip in (False, True):
-                ours = shift_and_flip(data.train_x, torch.full((n,), dy), torch.full((n,), dx),
+                ours = shift_and_flip(data.train_x.float(), torch.full((n,), dy), torch.full((n,), dx),
                                       torch.full((n,), flip), pad, torch.tensor(spec.black))
                 for i, t in enumerate(images):
                     crop = TF.crop(TF.pad(t, [pad], fill=0), dy, dx, h, h)

@@ -114,8 +114,8 @@ def test_config_group_composes_and_validates(fmnist_root):
             validate(cfg)
         cfg.data.kwargs = {}
         validate(cfg)
-        cfg.data.max_memory_gb = 0.1  # 60,000 x 28 x 28 x 4 bytes = 0.19 GB
-        with pytest.raises(ConfigError, match=r"0.188 GB .*data.max_memory_gb=0.1"):
+        cfg.data.max_memory_gb = 0.01  # 60,000 x 28 x 28 x 1 byte (uint8) = 0.047 GB
+        with pytest.raises(ConfigError, match=r"0.047 GB .*as uint8.*data.max_memory_gb=0.01"):
             validate(cfg)
 
 

@@ -26,7 +26,7 @@ from freezeout.rundir.records import RunSummary, read_metrics
 register_configs()
 #: Cubic with t_0 = 0.5: groups freeze from iteration 6 on, 6 of 7 frozen by the end (48 steps).
 CUBIC = [*TINY, "strategy=cubic", "t_0=0.5"]
-VOLATILE = {"train_seconds", "epoch_seconds", "eval_seconds", "peak_memory_mb"}
+VOLATILE = {"train_seconds", "epoch_seconds", "eval_seconds", "peak_memory_mb", "data_wait_seconds"}
 
 
 def compose_cfg(*overrides: str):

@@ -66,7 +66,7 @@ def test_cifar_missing_without_network_says_what_to_do(tmp_path):
 
 def _comparable(records):
     """Metrics without the wall-clock fields, which differ between any two runs."""
-    drop = {"train_seconds", "epoch_seconds", "eval_seconds", "peak_memory_mb"}
+    drop = {"train_seconds", "epoch_seconds", "eval_seconds", "peak_memory_mb", "data_wait_seconds"}
     return [{k: v for k, v in r.items() if k not in drop} for r in records]
 
 

@@ -17,7 +17,7 @@ from freezeout.rundir.lock import hold_run_lock, lock_holder
 from freezeout.rundir.records import read_metrics
 from freezeout.speedup.timemodel import FULL_TIMING, time_model_budget
 
-DROP = {"train_seconds", "epoch_seconds", "eval_seconds", "peak_memory_mb"}
+DROP = {"train_seconds", "epoch_seconds", "eval_seconds", "peak_memory_mb", "data_wait_seconds"}
 
 
 def comparable(run_dir):

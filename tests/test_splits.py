@@ -17,9 +17,9 @@ def test_validation_is_the_last_images_and_disjoint_from_training(fmnist_root):
     def normalised(x):
         return (x.float().div(255).unsqueeze(1) - spec.mean[0]) / spec.std[0]
 
-    assert torch.allclose(splits.val_x, normalised(images[-300:]), atol=1e-6)
+    assert torch.allclose(splits.val_x.float(), normalised(images[-300:]), atol=1e-6)
     assert torch.equal(splits.val_y, labels[-300:])
-    assert torch.allclose(splits.train_x, normalised(images[:700]), atol=1e-6)
+    assert torch.allclose(splits.train_x.float(), normalised(images[:700]), atol=1e-6)
     assert torch.equal(splits.train_y, labels[:700])
     # no training image is also a validation image (by content, not just by index)
     train_keys = {bytes(x.numpy()) for x in images[:700]}

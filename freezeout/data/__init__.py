@@ -1,9 +1,11 @@
-"""Datasets as tensors on the device; batching and augmentation are tensor ops (as in airbench).
+"""Datasets for training: kept in memory as uint8 on the device (batching, conversion and
+augmentation are tensor ops there, as in airbench), or streamed from image files by DataLoader
+workers when they do not fit (``data.loader``).
 
 Sources (``data.source``): ``builtin`` (cifar10, cifar100, fashion_mnist), ``image_folder``
-(your own images, one folder per class) and ``torchvision`` (any torchvision image-classification
-dataset by its class name). Each gives uint8 images; :func:`load_data` normalises them per
-channel and puts every split on the device as one float32 tensor.
+(your own images, one folder per class), ``shards`` (WebDataset tar shards) and ``torchvision``
+(any torchvision image-classification dataset by its class name). :func:`load_data` gives every
+split indexed as normalised float32 images (:class:`Splits`).
 """
 from .batches import (
            augment_batch,
@@ -17,8 +19,12 @@ from .batches import (
 from .builtin import SYSTEM_FASHION_MNIST
 from .builtin import provide_fashion_mnist as _provide_fashion_mnist
 from .common import DatasetSpec, Splits, check_sizes
+from .images import BadImage
 from .load import dataset_spec, load_data
+from .loader import LoaderError
+from .recipes import RECIPES, augment_recipe
+from .store import ImageStore
 
-__all__ = ["DatasetSpec", "Splits", "SYSTEM_FASHION_MNIST", "augment_batch", "augment_draws", "batch_stream",
-           "check_sizes", "dataset_spec", "epoch_permutation", "iterations_per_epoch", "load_data", "shift_and_flip",
-           "train_batches"]
+__all__ = ["RECIPES", "SYSTEM_FASHION_MNIST", "BadImage", "DatasetSpec", "ImageStore", "LoaderError", "Splits",
+           "augment_batch", "augment_draws", "augment_recipe", "batch_stream", "check_sizes", "dataset_spec",
+           "epoch_permutation", "iterations_per_epoch", "load_data", "shift_and_flip", "train_batches"]

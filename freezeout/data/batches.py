@@ -1,9 +1,13 @@
-"""Batches and augmentation as tensor ops on the device (as in airbench): no DataLoader workers."""
+"""Batches and augmentation as tensor ops on the device (as in airbench): no DataLoader workers.
+The images come from a store (:class:`~freezeout.data.store.ImageStore`: uint8 kept, normalised
+float32 given per batch) or from anything indexed alike (the frozen-prefix cache's store)."""
 from __future__ import annotations
 
 from typing import Iterator, Sequence
 
 import torch
+
+from .recipes import augment_recipe, random_resized_boxes, resized_crops
 
 Fill = float | Sequence[float] | torch.Tensor
 
@@ -46,7 +50,7 @@ def iterations_per_epoch(n: int, batch_size: int) -> int:
     return n // batch_size
 
 
-def batch_stream(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, augment: bool, fill: Fill = 0.0,
+def batch_stream(x, y: torch.Tensor, batch_size: int, seed: int, augment: bool | str, fill: Fill = 0.0,
                  shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless training batches, epoch after epoch, from their own generator (equal seeds give
     equal batches): for measurements that must not touch a run's random streams. ``shard``: as
@@ -61,11 +65,12 @@ def epoch_permutation(n: int, generator: torch.Generator, device: torch.device) 
     return torch.randperm(n, device=device, generator=generator)
 
 
-def train_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
-                  augment: bool, fill: Fill = 0.0, perm: torch.Tensor | None = None, start: int = 0,
+def train_batches(x, y: torch.Tensor, batch_size: int, generator: torch.Generator,
+                  augment: bool | str, fill: Fill = 0.0, perm: torch.Tensor | None = None, start: int = 0,
                   shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of shuffled batches, drawn and augmented on the device; ``fill``: the padding
-    value of the augmentation (``spec.black`` pads black, as the paper). ``perm`` (default: a new
+    value of the augmentation (``spec.black`` pads black, as the paper); ``augment``: a recipe of
+    :mod:`~freezeout.data.recipes` (``True``: pad_crop_flip). ``perm`` (default: a new
     :func:`epoch_permutation`) and ``start`` (the first batch) resume an epoch where it stopped.
 
     ``shard=(rank, world_size)``: each global batch of ``batch_size`` images, and its augmentation,
@@ -74,14 +79,19 @@ def train_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: 
     then exactly the single-process batch, and the generators of all processes stay equal."""
     # Once per epoch, not per step: a host-to-device copy inside the step would cost a sync.
     fill = torch.as_tensor(fill, dtype=x.dtype).to(x.device)
+    recipe = augment_recipe(augment)
     rank, world = shard
     part = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
     if perm is None:
         perm = epoch_permutation(len(x), generator, x.device)
     for i in range(start, iterations_per_epoch(len(x), batch_size)):
         idx = perm[i * batch_size:(i + 1) * batch_size]
-        if augment:
+        if recipe == "pad_crop_flip":
             draws = augment_draws(batch_size, generator, x.device)  # the whole global batch's
             yield shift_and_flip(x[idx[part]], *(d[part] for d in draws), pad=4, fill=fill), y[idx[part]]
+        elif recipe == "random_resized_crop_flip":
+            boxes = random_resized_boxes(batch_size, x.shape[2], x.shape[3], generator, x.device)
+            flip = torch.rand(batch_size, device=x.device, generator=generator) < 0.5
+            yield resized_crops(x[idx[part]], boxes[part], flip[part]), y[idx[part]]
         else:
             yield x[idx[part]], y[idx[part]]

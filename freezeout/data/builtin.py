@@ -11,12 +11,14 @@ from __future__ import annotations
 import gzip
 import pickle
 import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
 from .common import DatasetSpec, Raw, check_val_size, root_of, wanted_channels, wanted_size
+from .store import empty_images
 
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -44,17 +46,57 @@ def spec(opts) -> DatasetSpec:
     return DatasetSpec(classes, channels, (side, side), available, opts.val_size, n_test, mean, std)
 
 
-def load(opts, spec_: DatasetSpec, n_train: int, with_test: bool) -> Raw:
+def load(opts, spec_: DatasetSpec, n_train: int, with_test: bool, channels_last: bool = False) -> Raw:
     """The last ``val_size`` training images for validation, the first ``subset`` (default: all)
-    of the rest to train on. ``n_train`` assumed the official size: a local copy may differ."""
+    of the rest to train on. ``n_train`` assumed the official size: a local copy may differ.
+    Fashion-MNIST's files are read for the kept rows alone, straight into the splits' arrays;
+    CIFAR's batches are read whole, and the splits are views of them (copied out with a subset)."""
     root = root_of(opts)
-    images, labels = _raw_arrays(opts.name, root, train=True, download=opts.download)
-    n_train = _check_loaded_size(opts, root, len(images))
     val = opts.val_size
-    raw = Raw(images[:n_train], labels[:n_train], images[-val:], labels[-val:])
+    if opts.name == "fashion_mnist":
+        provide_fashion_mnist(root, opts.download)
+        n = _fashion_count(root, train=True)
+        n_train = _check_loaded_size(opts, root, n)
+        raw = Raw(*_fashion_rows(root, True, 0, n_train), *_fashion_rows(root, True, n - val, val))
+        if with_test:
+            raw.test_x, raw.test_y = _fashion_rows(root, False, 0, _fashion_count(root, train=False))
+        return raw
+    images, labels = _cifar_arrays(opts.name, root, train=True, download=opts.download)
+    n_train = _check_loaded_size(opts, root, len(images))
+    train_x, val_x = images[:n_train], images[-val:]
+    if n_train + val < len(images):
+        train_x, val_x = _own(train_x, channels_last), _own(val_x, channels_last)
+    raw = Raw(train_x, labels[:n_train].copy(), val_x, labels[-val:].copy())
     if with_test:
-        raw.test_x, raw.test_y = _raw_arrays(opts.name, root, train=False, download=opts.download)
+        raw.test_x, raw.test_y = _cifar_arrays(opts.name, root, train=False, download=opts.download)
     return raw
+
+
+def _fashion_files(root: Path, train: bool) -> tuple[Path, Path]:
+    prefix = "train" if train else "t10k"
+    raw = root / "FashionMNIST" / "raw"
+    return raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+
+
+def _fashion_count(root: Path, train: bool) -> int:
+    with open(_fashion_files(root, train)[0], "rb") as f:
+        return struct.unpack(">IIII", f.read(16))[1]
+
+
+def _fashion_rows(root: Path, train: bool, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``start..start+count`` of a Fashion-MNIST split as uint8 (N, 28, 28, 1) and their
+    labels, read from the IDX files (16- and 8-byte headers) into arrays of their own."""
+    images, labels = _fashion_files(root, train)
+    with open(images, "rb") as f:
+        _, n, h, w = struct.unpack(">IIII", f.read(16))
+        out = np.empty((count, h, w, 1), dtype=np.uint8)
+        f.seek(16 + start * h * w)
+        if f.readinto(memoryview(out).cast("B")) != out.nbytes:
+            raise ConfigError(f"{images} is cut short: it should hold {n} images of {h}x{w}")
+    with open(labels, "rb") as f:
+        f.seek(8 + start)
+        y = np.frombuffer(f.read(count), dtype=np.uint8).astype(np.int64)
+    return out, y
 
 
 def _check_loaded_size(opts, root: Path, n: int) -> int:
@@ -66,17 +108,6 @@ def _check_loaded_size(opts, root: Path, n: int) -> int:
         raise ConfigError(f"data.subset={opts.subset} is larger than the {available} training images "
                           f"of {opts.name} in {root}")
     return available if opts.subset is None else opts.subset
-
-
-def _raw_arrays(name: str, root: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A split as (uint8 images NHWC, int64 labels)."""
-    import torchvision
-
-    if name == "fashion_mnist":
-        provide_fashion_mnist(root, download)
-        ds = torchvision.datasets.FashionMNIST(str(root), train=train, download=False)
-        return ds.data.numpy()[..., None], ds.targets.numpy().astype(np.int64)
-    return _cifar_arrays(name, root, train, download)
 
 
 def _cifar_arrays(name: str, root: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -103,13 +134,27 @@ def _cifar_arrays(name: str, root: Path, train: bool, download: bool) -> tuple[n
                 f"torchvision; torchvision.datasets.{cls.__name__}('DIR', download=True)\"), copy "
                 f"DIR/{cls.base_folder} into data.root, or train on Fashion-MNIST: data=fashion_mnist"
             ) from None
-    images, labels = [], []
-    for f in files:
+    out, filled, labels = None, 0, []
+    for f in files:  # into one array as they come (CIFAR's batches are equal): no second copy
         with open(f, "rb") as fh:
             entry = pickle.load(fh, encoding="latin1")
-        images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        rows = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        if out is None:
+            out = np.empty((len(rows) * len(files), 3, 32, 32), dtype=np.uint8)
+        if filled + len(rows) > len(out):
+            out = np.concatenate([out[:filled], np.empty((filled + len(rows) - len(out), 3, 32, 32), np.uint8)])
+        out[filled:filled + len(rows)] = rows
+        filled += len(rows)
         labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
-    return np.concatenate(images).transpose(0, 2, 3, 1).copy(), np.asarray(labels, dtype=np.int64)
+    # CIFAR's rows are (C, H, W): an (N, H, W, C) view of them is laid out as the store keeps them
+    return out[:filled].transpose(0, 2, 3, 1), np.asarray(labels, dtype=np.int64)
+
+
+def _own(images: np.ndarray, channels_last: bool) -> np.ndarray:
+    """A copy of a split's (N, H, W, C) images in memory of its own, laid out as the store keeps them."""
+    out = empty_images(*images.shape, channels_last)
+    out[...] = images
+    return out
 
 
 def provide_fashion_mnist(root: Path, download: bool) -> None:

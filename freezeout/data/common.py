@@ -13,8 +13,11 @@ import torch
 
 from ..config import DataConfig
 from ..errors import ConfigError
+from .recipes import augment_recipe
 
-SOURCES = ("builtin", "image_folder", "torchvision")
+SOURCES = ("builtin", "image_folder", "shards", "torchvision")
+STREAMABLE = ("image_folder", "shards")  # sources of image files, which data.loader=stream decodes as it goes
+LOADERS = ("auto", "memory", "stream")
 
 
 @dataclass(frozen=True)
@@ -42,20 +45,28 @@ class DatasetSpec:
 
 @dataclass
 class Splits:
-    """Normalised images (N, C, H, W) and labels on the device, for each split."""
+    """Every split's images and labels (on the device). The images are indexed like float32
+    (N, C, H, W) tensors and answer normalised batches: an :class:`~freezeout.data.store.ImageStore`
+    (uint8 kept in memory), or, streamed, a :class:`~freezeout.data.loader.StreamedImages` (read in
+    order, for evaluation and the frozen-prefix cache) with ``stream``, the training loader."""
 
-    train_x: torch.Tensor
+    train_x: Any
     train_y: torch.Tensor
-    val_x: torch.Tensor
+    val_x: Any
     val_y: torch.Tensor
-    test_x: torch.Tensor | None
+    test_x: Any | None
     test_y: torch.Tensor | None
     spec: DatasetSpec
+    loader: str = "memory"  # memory | stream: how the training images come
+    stream: Any = None  # the training loader (freezeout.data.loader.TrainStream) when streamed
+    bad_images: list = dataclasses.field(default_factory=list)  # unreadable images skipped (skip_bad_images)
 
 
 @dataclass
 class Raw:
-    """A source's images before normalisation: uint8 (N, H, W, C) arrays and int64 labels."""
+    """A source's images before normalisation: uint8 (N, H, W, C) arrays (laid out in memory as
+    the store keeps them, where the source can) and int64 labels; ``bad``: the unreadable images
+    left out (``data.skip_bad_images``)."""
 
     train_x: np.ndarray
     train_y: np.ndarray
@@ -63,6 +74,7 @@ class Raw:
     val_y: np.ndarray
     test_x: np.ndarray | None = None
     test_y: np.ndarray | None = None
+    bad: list[str] = dataclasses.field(default_factory=list)
 
 
 def options(data_cfg: Any):
@@ -85,6 +97,16 @@ def options(data_cfg: Any):
     if opts.source not in SOURCES:
         raise ConfigError(f"data.source={opts.source!r} is unknown; allowed: {', '.join(SOURCES)}")
     opts.kwargs = dict(opts.kwargs or {})
+    augment_recipe(opts.augment)
+    if opts.loader not in LOADERS:
+        raise ConfigError(f"data.loader={opts.loader!r} is unknown; allowed: {', '.join(LOADERS)}")
+    if opts.loader == "stream" and opts.source not in STREAMABLE:
+        raise ConfigError(f"data.loader=stream reads image files: data.source={opts.source} is loaded into memory; "
+                          f"stream with data=image_folder or data=shards, or set data.loader=memory")
+    if not (isinstance(opts.workers, int) and opts.workers >= 0):
+        raise ConfigError(f"data.workers={opts.workers!r}; need an integer >= 0 (0: decode in the training process)")
+    if not (isinstance(opts.prefetch, int) and opts.prefetch >= 1):
+        raise ConfigError(f"data.prefetch={opts.prefetch!r}; need an integer >= 1 (batches each worker prepares)")
     return opts
 
 
@@ -120,8 +142,8 @@ def check_val_size(opts, n: int, where: str) -> int:
 
 
 def check_sizes(data_cfg: Any, spec: DatasetSpec, with_test: bool = False) -> int:
-    """Subset range, a test split when one is needed, and the memory budget, all before anything
-    is loaded; returns the number of training images."""
+    """Subset range, a test split when one is needed, and the memory budget (unless the data
+    will stream), all before anything is loaded; returns the number of training images."""
     opts = options(data_cfg)
     available = spec.train_size
     if opts.subset is not None and not 1 <= opts.subset <= available:
@@ -132,18 +154,38 @@ def check_sizes(data_cfg: Any, spec: DatasetSpec, with_test: bool = False) -> in
     if with_test and spec.test_size == 0:
         raise ConfigError(f"eval_test=true, but {opts.name} has no test split; set eval_test=false")
     n_test = (spec.test_size or 0) if with_test else 0  # None: known once loaded, checked again then
-    check_memory(opts, n_train + spec.val_size + n_test, spec.in_channels, spec.image_size)
+    choose_loader(opts, n_train + spec.val_size + n_test, spec.in_channels, spec.image_size)
     return n_train
 
 
+def stored_gb(n_images: int, channels: int, size: tuple[int, int]) -> float:
+    """GB the images take in memory: uint8, one byte a pixel and channel."""
+    return n_images * channels * size[0] * size[1] / 1e9
+
+
+def choose_loader(opts, n_images: int, channels: int, size: tuple[int, int]) -> str:
+    """``memory`` or ``stream``: ``data.loader``, with ``auto`` keeping the data in memory while
+    its uint8 images (all splits) fit ``data.max_memory_gb`` and streaming it otherwise (image
+    files only). Data that must be in memory and does not fit is a ConfigError."""
+    if opts.loader == "stream":
+        return "stream"
+    if stored_gb(n_images, channels, size) <= opts.max_memory_gb:
+        return "memory"
+    if opts.loader == "auto" and opts.source in STREAMABLE:
+        return "stream"
+    check_memory(opts, n_images, channels, size)
+    return "memory"
+
+
 def check_memory(opts, n_images: int, channels: int, size: tuple[int, int]) -> None:
-    """Refuse a dataset whose float32 tensors (all splits together) would exceed the budget."""
-    gb = n_images * channels * size[0] * size[1] * 4 / 1e9
+    """Refuse data kept in memory whose uint8 images (all splits together) exceed the budget."""
+    gb = stored_gb(n_images, channels, size)
     if gb > opts.max_memory_gb:
+        stream = ", or stream it (data.loader=stream)" if opts.source in STREAMABLE else ""
         raise ConfigError(
-            f"{opts.name} would take {gb:.3g} GB as float32 tensors ({n_images} images of {channels}x"
+            f"{opts.name} would take {gb:.3g} GB in memory as uint8 ({n_images} images of {channels}x"
             f"{size[0]}x{size[1]}, all splits), more than data.max_memory_gb={opts.max_memory_gb}: train on "
-            f"fewer images (data.subset=N), make them smaller (data.image_size=N), or raise data.max_memory_gb")
+            f"fewer images (data.subset=N), make them smaller (data.image_size=N), raise data.max_memory_gb{stream}")
 
 
 def fixed_order(keys: Sequence[str]) -> list[int]:

@@ -4,8 +4,9 @@ optionally ``DIR/val/`` and ``DIR/test/`` with the same class folders.
 Class names sorted are the label order. Without ``val/``, the training images are put in a fixed
 pseudo-random order (by the SHA-1 of each path relative to ``train/``, so classes are mixed and
 the order is the same for every seed and machine) and the last ``val_size`` of that order are the
-validation split; ``subset`` takes the first N of the rest. Images are decoded with PIL,
-converted to ``channels`` and resized to ``image_size`` when those are set.
+validation split; ``subset`` takes the first N of the rest. Kept in memory, images are decoded
+with PIL, converted to ``channels`` and resized to ``image_size`` when those are set; streamed
+(:mod:`freezeout.data.loader`), the loader's workers decode them as they go.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from .common import DatasetSpec, Raw, check_val_size, fixed_order, root_of, wanted_channels, wanted_size
-from .images import IMAGE_EXTENSIONS, channels_of, check_same_size, open_image, to_array
+from .images import IMAGE_EXTENSIONS, BadImage, bad_input_error, channels_of, check_same_size, open_image, to_array
+from .store import empty_images
 
 Items = list[tuple[Path, int]]  # (image file, label)
 
@@ -34,7 +36,7 @@ def spec(opts) -> DatasetSpec:
     root = root_of(opts)
     listing = list_folder(root)
     first = listing.train[0][0]
-    img = open_image(first)
+    img = _first_image(first)
     channels = wanted_channels(opts) or channels_of(img)
     size = wanted_size(opts) or (img.height, img.width)
     if listing.val is None:
@@ -46,8 +48,9 @@ def spec(opts) -> DatasetSpec:
                        classes=tuple(listing.classes))
 
 
-def load(opts, spec_: DatasetSpec, n_train: int, with_test: bool) -> Raw:
-    """Decode the kept training images, the validation images and (``with_test``) the test images."""
+def split_items(opts, n_train: int, with_test: bool) -> tuple[Items, Items, Items | None]:
+    """The (file, label) lists of the training images kept, the validation and (``with_test``)
+    the test images, in the fixed order both loaders read them in."""
     listing = list_folder(root_of(opts))
     train_dir = root_of(opts) / "train"
     order = fixed_order([p.relative_to(train_dir).as_posix() for p, _ in listing.train])
@@ -56,27 +59,61 @@ def load(opts, spec_: DatasetSpec, n_train: int, with_test: bool) -> Raw:
         train, val = train[:-opts.val_size], train[-opts.val_size:]
     else:
         val = listing.val
+    return train[:n_train], val, listing.test if with_test else None
+
+
+def load(opts, spec_: DatasetSpec, n_train: int, with_test: bool, channels_last: bool = False) -> Raw:
+    """Decode the kept training images, the validation and (``with_test``) the test images into
+    arrays laid out as the store keeps them."""
+    train, val, test = split_items(opts, n_train, with_test)
     size = spec_.image_size if opts.image_size is not None else None
-    first = listing.train[0][0]
-    img = open_image(first)
+    first = list_folder(root_of(opts)).train[0][0]
+    img = _first_image(first)
     ref = (str(first), (img.height, img.width))  # the image the spec was read from
-    raw = Raw(*_decode(train[:n_train], spec_.in_channels, size, ref),
-              *_decode(val, spec_.in_channels, size, ref))
-    if with_test:
-        raw.test_x, raw.test_y = _decode(listing.test, spec_.in_channels, size, ref)
-    return raw
+    bad: list[str] = []
+    splits = [_decode(items, spec_.in_channels, size, ref, channels_last, opts.skip_bad_images, bad,
+                      read=sum(len(i) for i in (train, val)[:k]))
+              for k, items in enumerate((train, val, test) if with_test else (train, val))]
+    return Raw(*splits[0], *splits[1], *(splits[2] if with_test else (None, None)), bad=bad)
 
 
-def _decode(items: Items, channels: int, size: tuple[int, int] | None, ref) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (N, H, W, C) images and int64 labels; ``size`` None: every image must match ``ref``."""
+def stream_items(opts, spec_: DatasetSpec, n_train: int, with_test: bool) -> dict:
+    """Each split's files and labels for the streaming loader: ``{split: (reader, labels)}``."""
+    from .stream import FileReader
+
+    splits = dict(zip(("train", "val", "test"), split_items(opts, n_train, with_test)))
+    return {name: (FileReader([p for p, _ in items]), np.asarray([label for _, label in items], dtype=np.int64))
+            for name, items in splits.items() if items is not None}
+
+
+def _first_image(path: Path):
+    try:
+        return open_image(path)
+    except BadImage as e:
+        raise bad_input_error(e, 0) from None
+
+
+def _decode(items: Items, channels: int, size: tuple[int, int] | None, ref, channels_last: bool, skip: bool,
+            bad: list[str], read: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (N, H, W, C) images and int64 labels; ``size`` None: every image must match ``ref``.
+    An unreadable image stops the load naming it (and the images read before it: ``read`` in the
+    splits before this one), or, with ``skip``, is left out and its name added to ``bad``."""
     h, w = size or ref[1]
-    out = np.empty((len(items), h, w, channels), dtype=np.uint8)
-    for i, (path, _) in enumerate(items):
-        img = open_image(path)
+    out = empty_images(len(items), h, w, channels, channels_last)
+    labels = []
+    for path, label in items:
+        try:
+            img = open_image(path)
+        except BadImage as e:
+            if not skip:
+                raise bad_input_error(e, read + len(labels) + len(bad)) from None
+            bad.append(e.name)
+            continue
         if size is None:
             check_same_size(ref, str(path), (img.height, img.width))
-        out[i] = to_array(img, channels, size)
-    return out, np.asarray([label for _, label in items], dtype=np.int64)
+        out[len(labels)] = to_array(img, channels, size)
+        labels.append(label)
+    return out[:len(labels)], np.asarray(labels, dtype=np.int64)
 
 
 def list_folder(root: Path) -> Listing:

@@ -18,6 +18,7 @@ import torch
 from ..errors import ConfigError
 from .common import DatasetSpec, Raw, check_memory, check_val_size, fixed_order, root_of, wanted_channels, wanted_size
 from .images import channels_of, check_same_size, to_array
+from .store import empty_images
 
 # Modules (and classes) of torchvision.datasets whose targets are not one class per image.
 _NOT_CLASSIFICATION_MODULES = {"_stereo_matching", "_optical_flow", "coco", "flickr", "sbu", "voc", "cityscapes",
@@ -51,7 +52,7 @@ def spec(opts) -> DatasetSpec:
     return _SPEC_CACHE[key]
 
 
-def load(opts, spec_: DatasetSpec, n_train: int, with_test: bool) -> Raw:
+def load(opts, spec_: DatasetSpec, n_train: int, with_test: bool, channels_last: bool = False) -> Raw:
     cls = dataset_class(opts.name)
     ds = construct(cls, opts, train=True)
     test = construct(cls, opts, train=False) if with_test else None
@@ -60,9 +61,10 @@ def load(opts, spec_: DatasetSpec, n_train: int, with_test: bool) -> Raw:
     order = fixed_order([str(i) for i in range(len(ds))])
     img, _ = _sample(ds, 0, opts.name)
     ref = (f"torchvision.datasets.{opts.name} sample 0", (img.height, img.width))
-    raw = Raw(*_arrays(ds, order[:n_train], spec_, opts, ref), *_arrays(ds, order[-opts.val_size:], spec_, opts, ref))
+    raw = Raw(*_arrays(ds, order[:n_train], spec_, opts, ref, channels_last),
+              *_arrays(ds, order[-opts.val_size:], spec_, opts, ref, channels_last))
     if test is not None:
-        raw.test_x, raw.test_y = _arrays(test, list(range(len(test))), spec_, opts, ref)
+        raw.test_x, raw.test_y = _arrays(test, list(range(len(test))), spec_, opts, ref, channels_last)
     for labels in (raw.train_y, raw.val_y, raw.test_y):
         if labels is not None and len(labels) and not 0 <= labels.min() <= labels.max() < spec_.num_classes:
             raise ConfigError(f"torchvision.datasets.{opts.name} has labels outside [0, {spec_.num_classes}): "
@@ -228,16 +230,18 @@ def _num_classes(ds, name: str) -> int:
                       "attribute); use data=image_folder with its images instead")
 
 
-def _arrays(ds, idx: list[int], spec_: DatasetSpec, opts, ref) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (N, H, W, C) images and int64 labels of samples ``idx``: sliced from the dataset's own
-    uint8 array where it keeps one (MNIST, CIFAR, SVHN...) and no conversion is asked, else
-    decoded sample by sample."""
+def _arrays(ds, idx: list[int], spec_: DatasetSpec, opts, ref, channels_last: bool) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (N, H, W, C) images, laid out as the store keeps them, and int64 labels of samples
+    ``idx``: gathered from the dataset's own uint8 array where it keeps one (MNIST, CIFAR,
+    SVHN...) and no conversion is asked, else decoded sample by sample."""
     size = spec_.image_size if opts.image_size is not None else None
     fast = _stored_arrays(ds, spec_.in_channels, spec_.image_size)
-    if fast is not None:
-        return fast[0][idx], fast[1][idx]
     h, w = spec_.image_size
-    out = np.empty((len(idx), h, w, spec_.in_channels), dtype=np.uint8)
+    out = empty_images(len(idx), h, w, spec_.in_channels, channels_last)
+    if fast is not None:
+        for i in range(0, len(idx), 4096):  # a chunk at a time: no second full copy
+            out[i:i + 4096] = fast[0][idx[i:i + 4096]]
+        return out, fast[1][idx]
     labels = np.empty(len(idx), dtype=np.int64)
     for j, i in enumerate(idx):
         img, labels[j] = _sample(ds, i, opts.name)

@@ -153,6 +153,11 @@ def run_batches(cfg, data) -> Callable:
     from ..data import batch_stream
     from ..distributed import process_group as distributed
 
+    if getattr(data, "stream", None) is not None:  # streamed: batches kept on the device (see inputmodel)
+        from .inputmodel import stream_batches
+
+        return stream_batches(cfg, data)
+
     def make_batches(step):
         images = data.train_x if step.cache is None else step.cache
         return batch_stream(images, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment, data.spec.black,

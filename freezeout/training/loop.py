@@ -5,7 +5,11 @@ goes on exactly as if it had never stopped.
 
 On several processes every process runs these epochs on its shard of each batch; at each epoch
 end every process takes rank 0's model, rank 0 alone evaluates and writes the files, and the one
-checkpoint holds every process's random states (:mod:`freezeout.distributed.ranks`)."""
+checkpoint holds every process's random states (:mod:`freezeout.distributed.ranks`).
+
+The batches come from the data in memory (drawn from the run's generator) or from the streaming
+loader (ordered by ``(seed, epoch)``); either way the seconds each step waited for its batch are
+recorded, per epoch in ``metrics.jsonl`` and per freezing stage in ``summary.json``."""
 from __future__ import annotations
 
 import dataclasses
@@ -21,6 +25,7 @@ from omegaconf import OmegaConf
 
 from ..data import Splits, epoch_permutation, train_batches
 from ..distributed import process_group as distributed
+from ..errors import ConfigError
 from ..distributed import ranks as runranks
 from ..freezing.controller import FreezeOut
 from ..rundir.checkpoint import CHECKPOINT_FILE, restore_rng_state, rng_state, save_checkpoint
@@ -43,6 +48,9 @@ class LoopState:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     best_val_err: float | None = None
+    loader: str = ""  # memory | stream: how the batches came (a run resumes only with the same)
+    data_wait_seconds: float = 0.0  # steps waiting for their batch, all epochs so far
+    data_wait_by_stage: dict = dataclasses.field(default_factory=dict)  # frozen groups -> [seconds, steps]
 
 
 @dataclass
@@ -69,12 +77,51 @@ class Run:
 
 @dataclass
 class PartialEpoch:
-    """An epoch stopped midway: its order of images, its running loss and its seconds so far."""
+    """An epoch stopped midway: its order of images, its running loss, its seconds so far and
+    the seconds of those its steps waited for data."""
 
     perm: torch.Tensor
     loss_sum: torch.Tensor
     seen: int
     seconds: float
+    wait: float = 0.0
+
+
+class TimedBatches:
+    """An epoch's batches, timing how long each step waits for its own (the time in ``next``:
+    drawing it in memory, or a streamed batch not ready yet), by the freezing stage it trains at."""
+
+    def __init__(self, batches, controller: FreezeOut, state: LoopState):
+        self.batches, self.controller, self.state, self.seconds = iter(batches), controller, state, 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        start = time.perf_counter()
+        batch = next(self.batches)
+        waited = time.perf_counter() - start
+        self.seconds += waited
+        stage = self.state.data_wait_by_stage.setdefault(self.controller.num_frozen, [0.0, 0])
+        stage[0] += waited
+        stage[1] += 1
+        return batch
+
+
+def epoch_batches(run: Run, epoch: int, start: int, partial: PartialEpoch | None):
+    """Epoch ``epoch``'s batches from batch ``start`` on, and its progress record (a new one
+    unless ``partial`` goes on with a stopped epoch)."""
+    cfg, data, step = run.cfg, run.data, run.step
+    if data.stream is not None:  # streamed: ordered by (seed, epoch); the store once the cache has one
+        if partial is None:
+            partial = PartialEpoch(data.stream.order(cfg.seed, epoch), None, 0, 0.0)
+        return data.stream.batches(partial.perm, cfg.seed, epoch, cfg.batch_size, start, distributed.shard(),
+                                   cache=step.cache), partial
+    images = data.train_x if step.cache is None else step.cache  # the store looks like the images
+    if partial is None:
+        partial = PartialEpoch(epoch_permutation(len(images), run.generator, images.device), None, 0, 0.0)
+    return train_batches(images, data.train_y, cfg.batch_size, run.generator, cfg.data.augment, data.spec.black,
+                         perm=partial.perm, start=start, shard=distributed.shard()), partial
 
 
 def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: PartialEpoch | None = None) -> None:
@@ -90,6 +137,10 @@ def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: Parti
     main = distributed.is_main()
     progress = Progress(total, state.iteration, cfg.progress and main, f"{cfg.strategy.name} t_0={cfg.t_0}",
                         cfg.batch_size)
+    if state.loader and state.loader != data.loader:
+        raise ConfigError(f"the checkpoint in {run_dir} was trained with data.loader={state.loader}; this run would "
+                          f"use {data.loader} (another order of images): set data.loader={state.loader} to resume it")
+    state.loader = data.loader
 
     def on_log(j: int, loss: float) -> None:
         progress.update(j, loss=loss, frozen=f"{controller.num_frozen}/{n}", val_err=state.best_val_err)
@@ -103,21 +154,20 @@ def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: Parti
             model.train()
             if step.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(step.device)
-            images = data.train_x if step.cache is None else step.cache  # the store looks like the images
             start_at = state.iteration - (epoch - 1) * ipe  # > 0: a stopped epoch goes on where it was
-            if partial is None:
-                partial = PartialEpoch(epoch_permutation(len(images), generator, images.device), None, 0, 0.0)
-            batches = train_batches(images, data.train_y, cfg.batch_size, generator, cfg.data.augment,
-                                    data.spec.black, perm=partial.perm, start=start_at, shard=distributed.shard())
+            batches, partial = epoch_batches(run, epoch, start_at, partial)
+            batches = TimedBatches(batches, controller, state)
             result = run_iterations(step, controller, batches, state.iteration, min(total, epoch * ipe),
                                     cfg.log_every, on_log, stop, partial.loss_sum, partial.seen)
-            seconds = partial.seconds + result.seconds
+            seconds, wait = partial.seconds + result.seconds, partial.wait + batches.seconds
+            state.data_wait_seconds += batches.seconds
             if stop() and result.iteration < min(total, epoch * ipe):
                 state.iteration = result.iteration
                 if cfg.checkpoint:  # the epoch so far, so that a resumed run goes on exactly
                     save(run_dir, cfg, model, controller, step, generator, state,
-                         PartialEpoch(partial.perm, result.loss_sum, result.seen, seconds))
+                         PartialEpoch(partial.perm, result.loss_sum, result.seen, seconds, wait))
                 state.train_seconds += seconds  # for the summary; the checkpoint holds the epoch apart
+                input_record(summary, state, data)
                 raise Interrupted(getattr(stop, "signame", None) or "a stop request", result.iteration, total)
             partial = None
             runranks.end_epoch(model, epoch)  # one model on every process: rank 0's
@@ -130,12 +180,16 @@ def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: Parti
             record = {"epoch": epoch, "iteration": result.iteration, "train_loss": result.loss,
                       "val_loss": val_loss, "val_err": val_err, "frozen_groups": controller.num_frozen,
                       "lr": controller.current_lr(), "train_seconds": state.train_seconds, "epoch_seconds": seconds,
-                      "eval_seconds": eval_seconds, "peak_memory_mb": peak_memory_mb(step.device)}
+                      "eval_seconds": eval_seconds, "peak_memory_mb": peak_memory_mb(step.device),
+                      "data_wait_seconds": wait}
+            if data.loader == "stream" or data.bad_images:
+                record["bad_images"] = len(data.bad_images)
             if step.sync is not None:
                 record["allreduce_bytes_per_step"] = step.sync.take_epoch_bytes_per_step()
             if main:
                 append_metrics(run_dir / METRICS_FILE, record)
             summary.final_val_err, summary.final_val_loss = val_err, val_loss
+            input_record(summary, state, data)
             if cfg.checkpoint:
                 save(run_dir, cfg, model, controller, step, generator, state)
             run.on_epoch(summary)
@@ -162,6 +216,9 @@ def save(run_dir: Path, cfg, model, controller: FreezeOut, step: TrainStep, gene
             "scaler": step.scaler.state_dict() if step.scaler is not None else None,
             "rng": own["rng"], "loop": dataclasses.asdict(state),
             "partial_epoch": None if partial is None else dataclasses.asdict(partial),
+            # where the loader stands: the next batch is batch `iteration` of the run (epochs are
+            # ordered by the generator in memory, by (seed, epoch) streamed)
+            "loader": {"kind": state.loader, "iteration": state.iteration, "in_epoch": partial is not None},
             "config": OmegaConf.to_container(cfg, resolve=True), **ranks,
             "grad_sync": step.sync.state_dict() if step.sync is not None else None,
         })
@@ -182,6 +239,16 @@ def restore(checkpoint: dict, model, controller: FreezeOut, step: TrainStep,
     if partial is not None:
         partial = PartialEpoch(**{**partial, "loss_sum": own["loss_sum"]})
     return LoopState(**checkpoint["loop"]), partial
+
+
+def input_record(summary: RunSummary, state: LoopState, data: Splits) -> None:
+    """The summary's record of the input: seconds steps waited for data, per freezing stage
+    (total and per step), and the unreadable images skipped; kept beside what the time model
+    measured before training (``summary.input``)."""
+    by_stage = {str(k): {"seconds": v[0], "steps": v[1], "per_step": v[0] / max(v[1], 1)}
+                for k, v in sorted(state.data_wait_by_stage.items())}
+    summary.input = {**(summary.input or {}), "loader": data.loader, "data_wait_seconds": state.data_wait_seconds,
+                     "data_wait_by_stage": by_stage, "bad_images": len(data.bad_images)}
 
 
 def _timed(fn, *args):

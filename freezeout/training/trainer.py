@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import Splits, load_data
+from ..data import Splits, iterations_per_epoch, load_data
 from ..distributed import process_group as distributed
 from ..distributed import ranks as runranks
 from ..freezing.controller import FreezeOut
@@ -47,6 +47,7 @@ from ..rundir.records import (
 )
 from ..rundir.resume import hydra_output_dir, prior_run
 from ..speedup.formulas import const_time_iters, freezing_stages
+from ..speedup.inputmodel import measure_input
 from ..speedup.timemodel import measure_run, predict_run
 from .checks import CheckedRun, validate
 from .devices import configure_backends
@@ -89,9 +90,9 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
     model = runranks.prepare_model(build_run_model(cfg, device, checked.spec), cfg.sync_bn)
     runranks.seed_rank(cfg.seed)
     with distributed.main_first():  # rank 0 unpacks or downloads the data, then the others read it
-        data = load_data(cfg.data, device, with_test=cfg.eval_test, spec=checked.spec)
+        data = load_data(cfg.data, device, with_test=cfg.eval_test, spec=checked.spec, channels_last=cfg.channels_last)
     configure_backends(device)
-    ipe = checked.iterations_per_epoch
+    ipe = iterations_per_epoch(len(data.train_x), cfg.batch_size)  # fewer if unreadable images were skipped
     groups = model.layer_groups()
     make_optimizer = optimizer_factory(cfg.optimizer)
     make_step = run_step_factory(cfg, device, data.train_x)  # with the frozen-prefix cache when cache_frozen
@@ -104,6 +105,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
     adaptive, input_shape = get_rule(cfg.strategy.name).adaptive, (1, *data.train_x.shape[1:])
     stages = range(len(groups)) if adaptive else freezing_stages(schedule.times)
     step_times = measure_run(cfg, model, data, stages, make_optimizer, make_step, total_iters)
+    step_times, input_info = measure_input(cfg, data, step_times, None if adaptive else schedule.times, total_iters)
     predicted = {"flops": None, "paper": None, "time": None}  # an adaptive rule's: known once it has run
     if not adaptive:
         predicted = predict_run(cfg, model, input_shape, costs, schedule.times, step_times, total_iters)
@@ -116,6 +118,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
     generator = torch.Generator(device=device).manual_seed(cfg.seed)  # the same on every process
 
     summary = _new_summary(cfg, model, data, device, ipe, controller, predicted, const_time_prediction)
+    summary.input = input_info
     if step_times is not None:
         summary.step_seconds = {str(k): v for k, v in sorted(step_times[0].items())}
     log.info("%s (%d layer groups, %.2fM params) on %s%s: %d iterations (%d a epoch); predicted speedup %s",
