@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 #: The installed package; in a checkout, the repository holds conf/ and sweeps/ beside it.
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -182,11 +182,18 @@ class Config:
     eval_test: bool = False  # also evaluate the test split at the end
     predict_time: bool = False  # measure per-stage step times for the "time" speedup model
     predict_time_share: float = 0.1  # the time model may cost at most this share of the run's steps
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
-    channels_last: bool = False  # NHWC memory format (faster convs on recent GPUs)
-    compile: bool = False  # torch.compile the model
-    cache_frozen: bool = False  # train from stored outputs of the frozen prefix (needs data.augment=false)
-    cache_memory_gb: float = 4.0  # the most the cache's store may take, GB
+    # fp32 (IEEE float32 everywhere) | tf32 (float32 with TF32 matmuls and convolutions on CUDA; fp32 on the
+    # CPU) | bf16 | fp16 (autocast; fp16 on CUDA only)
+    precision: str = "fp32"
+    channels_last: bool = False  # NHWC memory format, the data stored in it once (faster convs on recent GPUs)
+    compile: bool = False  # torch.compile each layer group (two forms: training and frozen)
+    compile_backend: str = "inductor"  # torch.compile's backend (aot_eager, eager: checks without a compiler)
+    # true | false | auto: train from stored outputs of the frozen prefix (needs data.augment=none); auto reads
+    # the store only at the stages where the time model measures it faster than recomputing the prefix
+    cache_frozen: Any = False
+    # the most the cache may hold, GB: both store buffers (the old and the new coexist while it advances) and the
+    # training images where they share its memory
+    cache_memory_gb: float = 4.0
     cache_host: bool = False  # keep the store in pinned host memory instead of on the device
     sync_bn: bool = False  # several processes: SyncBatchNorm (statistics over all of them; CUDA only)
     log_every: int = 50  # iterations between host syncs (progress bar, divergence check)

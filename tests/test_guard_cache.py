@@ -1,6 +1,7 @@
-"""The frozen-prefix cache on a real tiny DenseNet: a budget that fits exactly one stage stops
-there, one byte less stops before it; every stored row is what the frozen groups compute for its
-image, in chunks that do not divide the images; advancing step by step or at once agrees."""
+"""The frozen-prefix cache on a real tiny DenseNet: a budget that fits exactly one stage (its
+store and the training images) stops there, one byte less stops before it; every stored row is
+what the frozen groups compute for its image, in chunks that do not divide the images; advancing
+step by step or at once agrees."""
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,8 @@ def test_stage_shapes_and_bytes(model, images):
 
 
 def test_a_budget_of_exactly_one_stage_stops_after_it(model, images, caplog):
-    one = FrozenPrefixCache(model, images, 1e9).stage_bytes(1)
-    cache = FrozenPrefixCache(model, images, one, batch_size=4)  # 10 images: chunks of 4, 4, 2
+    one = FrozenPrefixCache(model, images, 1e9).held_bytes(1)  # the stage-1 store and the images
+    cache = FrozenPrefixCache(model, images, one, batch_size=4)  # 10 images: chunks of 3, 3, 4
     with caplog.at_level(logging.WARNING, logger="freezeout"):
         assert cache.advance(3) == 1 and cache.stage == 1 and cache.full
     assert "it stays at 1 group(s)" in caplog.text

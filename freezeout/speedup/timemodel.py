@@ -19,6 +19,7 @@ from ..freezing.rules import get_rule
 from ..freezing.schedule import Schedule, check_strategy, check_t_0, layer_times
 from ..models.flops import group_costs
 from ..training.step import TrainStep, measure_stage_seconds, median_stage_seconds
+from .cacheplan import apply_cache_plan, plan_cache_stages
 from .formulas import METHODS, flops_speedup, freezing_stages, paper_speedup, time_speedup
 
 log = logging.getLogger("freezeout")
@@ -103,29 +104,98 @@ def calc_speedup(model: nn.Module, input_shape: Sequence[int], t_0: float, strat
     raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(METHODS)}")
 
 
+class Measured(tuple):
+    """A run's time-model measurement, the pair ``(stage_seconds, event_seconds)``: seconds a step
+    and one-off seconds at each stage's start, as the run will train (with ``cache_frozen=auto``,
+    each stage as its plan has it); and as attributes the seconds spent compiling at each stage
+    (``compile=true``: the run's steps then compile nothing more) and the stages that read the
+    cache's store (None: all, or no cache)."""
+
+    def __new__(cls, stage_seconds: dict[int, float], event_seconds: dict[int, float],
+                compile_seconds: dict[int, float] | None = None, cache_stages: set[int] | None = None):
+        self = super().__new__(cls, (stage_seconds, event_seconds))
+        self.compile_seconds, self.cache_stages = dict(compile_seconds or {}), cache_stages
+        return self
+
+    @property
+    def stage_seconds(self) -> dict[int, float]:
+        return self[0]
+
+    @property
+    def event_seconds(self) -> dict[int, float]:
+        return self[1]
+
+
 def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimizer: OptimizerFactory, make_step,
-                total_iters: int) -> tuple[dict[int, float], dict[int, float]] | None:
+                total_iters: int, times: Sequence[float] | None = None) -> Measured | None:
     """The time model's measurement for a run (``predict_time``), taken before it trains: seconds
     per step with the first ``k`` groups frozen for each ``k`` in ``stages``, and each stage's
     one-off start cost, on the run's own device, model, batch size, optimizer and step settings
     (the cache included), from its own batch stream and without touching the run's random streams
     (so a run trains the same with or without it). None when ``predict_time`` is off or measuring
     would cost more than ``predict_time_share`` of the run. On several processes the steps it
-    times are the distributed ones (a shard of each batch, gradients all-reduced)."""
-    if not cfg.predict_time:
+    times are the distributed ones (a shard of each batch, gradients all-reduced).
+
+    With ``cache_frozen=auto`` (measured even when ``predict_time`` is off) it times each stage
+    with and without the store and picks the stages that read it (:func:`plan_cache_stages` over
+    the schedule's ``times``; None: an adaptive rule's, unknown yet), setting them on
+    ``make_step``; when it cannot measure, no stage reads the store."""
+    auto = getattr(make_step, "cache_mode", None) == "auto"
+    if not (cfg.predict_time or auto):
         return None
     make_batches = run_batches(cfg, data)
-    timing = time_model_budget(len(stages), total_iters, cfg.predict_time_share)
+    timing = time_model_budget(len(stages) * (2 if auto else 1), total_iters, cfg.predict_time_share)
     if timing is None:
         log.warning("time model skipped: measuring its %d stages would cost more than predict_time_share=%g of "
-                    "the run's %d iterations (raise it, or train longer)", len(stages), cfg.predict_time_share,
-                    total_iters)
+                    "the run's %d iterations (raise it, or train longer)%s", len(stages), cfg.predict_time_share,
+                    total_iters, "; cache_frozen=auto reads no store" if auto else "")
+        if auto:
+            make_step.cache_stages = set()
         return None
     device, start = data.train_x.device, time.perf_counter()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        measured = measure_stages(model, stages, make_batches, make_optimizer, make_step, **timing)
+
+    def measure(cached: bool | None):
+        step = make_step if cached is None else functools.partial(make_step, cached=cached)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            return measure_stage_seconds(model, lambda groups: held_controller(groups, make_optimizer), make_batches,
+                                         stages, step, **timing)
+
+    first = measure(False if auto else None)
+    stage_seconds, events = median_stage_seconds(first.samples), first.event_seconds
+    compiling, plan = dict(first.compile_seconds or {}), None
+    if auto:
+        cached = measure(True)
+        plan = plan_cache_stages(times, total_iters, stage_seconds, median_stage_seconds(cached.samples),
+                                 cached.event_seconds)
+        stage_seconds, events = apply_cache_plan(plan, stage_seconds, median_stage_seconds(cached.samples),
+                                                 cached.event_seconds)
+        make_step.cache_stages = plan
+        log.info("cache_frozen=auto: the store is read with %s group(s) frozen", ", ".join(map(str, sorted(plan)))
+                 or "no")
     log.info("time model: %d stages measured in %.1f s", len(stages), time.perf_counter() - start)
-    return measured
+    return Measured(stage_seconds, events, compiling, plan)
+
+
+def note_compile(make_step, measured: Measured | None, times: Sequence[float] | None, total_iters: int) -> None:
+    """Hand the time model's compile seconds (and its speedup with them) to the run's compile log."""
+    compile_log = getattr(make_step, "compile_log", None)
+    if compile_log is None or measured is None:
+        return
+    compile_log.time_model = {
+        "seconds_by_stage": {str(k): v for k, v in sorted(measured.compile_seconds.items())},
+        "predicted_speedup_with_compile": None if times is None else speedup_with_compile(measured, times, total_iters)}
+
+
+def speedup_with_compile(measured: Measured, times: Sequence[float], total_iters: int) -> float | None:
+    """The time model's speedup over the run's whole cost, compilation included: the FreezeOut
+    run compiles at every stage (``measured.compile_seconds``), a baseline its training forms
+    (stage 0's) alone. None without compile seconds."""
+    if not measured.compile_seconds:
+        return None
+    base = measured.stage_seconds[0] * total_iters
+    trained = base * (1.0 - time_speedup(measured.stage_seconds, times, measured.event_seconds, total_iters))
+    own = sum(measured.compile_seconds.values())
+    return 1.0 - (trained + own) / (base + measured.compile_seconds.get(0, 0.0))
 
 
 def predict_run(cfg, model: nn.Module, input_shape: Sequence[int], costs: Sequence[float], times: Sequence[float],

@@ -6,12 +6,29 @@ import resource
 import torch
 
 
-def configure_backends(device: torch.device) -> None:
+def configure_backends(device: torch.device, precision: str = "fp32") -> None:
     """The backend settings every run on ``device`` trains with (the trainer, the time model and
     the sweep plan alike): on CUDA, cuDNN picks its fastest kernels (bitwise resume is a promise
-    made on the CPU only)."""
+    made on the CPU only), and fp32 arithmetic is as ``precision`` says (:func:`set_fp32_math`)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        set_fp32_math(device, precision)
+
+
+def set_fp32_math(device: torch.device, precision: str) -> None:
+    """How CUDA does float32 matmuls and convolutions: TF32 with ``precision=tf32``, full IEEE
+    float32 otherwise. Left alone, cuDNN convolutions would use TF32 and matmuls not, so "fp32"
+    would mean one thing for a CNN and another for a ViT. Set before each step and evaluation
+    (cheap), since runs taking turns in one process may differ. No-op on the CPU."""
+    if device.type != "cuda":
+        return
+    mode = "tf32" if precision == "tf32" else "ieee"
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        if torch.backends.cuda.matmul.fp32_precision != mode:
+            torch.backends.cuda.matmul.fp32_precision = mode
+            torch.backends.cudnn.conv.fp32_precision = mode
+    else:  # torch before the fp32_precision switches
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
 
 
 def synchronize(device: torch.device) -> None:
@@ -21,7 +38,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
-    """The autocast dtype of ``precision`` (``None`` for fp32: autocast off)."""
+    """The autocast dtype of ``precision`` (``None`` for fp32 and tf32: autocast off)."""
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
 
@@ -44,3 +61,10 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return peak_rss_mb()
+
+
+def even_chunks(n: int, most: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the fewest near-equal chunks of ``range(n)`` of at most ``most``."""
+    count = max(1, -(-n // max(most, 1)))
+    bounds = [n * c // count for c in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))

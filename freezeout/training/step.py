@@ -8,10 +8,12 @@ iterations (divergence check, progress, loggers) and at its end, as airbench doe
 from __future__ import annotations
 
 import copy
+import gc
+import logging
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
@@ -20,7 +22,10 @@ from torch import nn
 
 from ..distributed import process_group as distributed
 from ..distributed.gradsync import GradSync
-from .devices import autocast_dtype, synchronize
+from .compiling import CompileLog, compile_groups, compile_seconds_so_far
+from .devices import autocast_dtype, even_chunks, set_fp32_math, synchronize
+
+log = logging.getLogger("freezeout")
 
 
 class Diverged(RuntimeError):
@@ -33,7 +38,8 @@ class Diverged(RuntimeError):
 
 class TrainStep:
     """One optimisation step: forward, cross-entropy, backward, optimizer step, with the run's
-    precision (autocast; fp16 with a gradient scaler), memory format and ``torch.compile``.
+    precision (autocast; fp16 with a gradient scaler; tf32 or IEEE float32 arithmetic), memory
+    format and ``torch.compile`` (two forms a layer group: :mod:`freezeout.training.compiling`).
 
     Returns the loss as a device tensor: reading it back is left to the loop, once in a while.
     When several processes train together, the forward runs through DDP (``sync``, rebuilt at
@@ -42,16 +48,21 @@ class TrainStep:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, precision: str = "fp32",
                  device: torch.device = torch.device("cpu"), compile_model: bool = False,
-                 channels_last: bool = False, cache=None):
-        self.model, self.optimizer, self.device = model, optimizer, device
+                 channels_last: bool = False, cache=None, compile_log: CompileLog | None = None):
+        self.model, self.optimizer, self.device, self.precision = model, optimizer, device, precision
         self.amp_dtype = autocast_dtype(precision)
         self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         self.channels_last = channels_last
+        #: Batches that came in another memory format than the model's and were converted: the
+        #: data should be stored channels-last once, not converted every step.
+        self.format_copies = 0
         #: The frozen-prefix cache (freezeout.training.cache), when the batches come from it: the step then
         #: runs the model from the group the store stands at.
         self.cache, self.start = cache, 0
         if compile_model:
-            compile_groups(model)
+            compile_log = compile_log if compile_log is not None else CompileLog()
+            compile_groups(model, compile_log, device)
+        self.compile_log = compile_log if compile_model else None
         self.sync = GradSync(model) if distributed.active() else None
 
     def on_freeze(self, frozen: int) -> None:
@@ -65,8 +76,15 @@ class TrainStep:
             self.start = self.cache.advance(frozen)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        if self.channels_last and x.dim() == 4 and not x.is_contiguous(memory_format=torch.channels_last):
+            x = self._to_channels_last(x)
+        set_fp32_math(self.device, self.precision)
+        if self.compile_log is not None:
+            with self.compile_log.timing():  # a backward compiled at its first call is timed too
+                return self._step(x, y)
+        return self._step(x, y)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             if self.sync is not None:
                 out = self.sync.forward(x, self.start)
@@ -85,36 +103,44 @@ class TrainStep:
             self.sync.step_done()
         return loss.detach()
 
+    def _to_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        if self.format_copies == 0:
+            log.warning("channels_last=true but the batches come in NCHW: each one is copied to NHWC")
+        self.format_copies += 1
+        return x.contiguous(memory_format=torch.channels_last)
 
-def run_step_factory(cfg, device: torch.device, train_x: torch.Tensor) -> Callable[[nn.Module, torch.optim.Optimizer],
-                                                                                "TrainStep"]:
+
+class RunSteps:
     """``make_step(model, optimizer)``: the run's train step as ``cfg`` sets it (precision,
-    compile, memory format) with the frozen-prefix cache over ``train_x`` when ``cache_frozen``.
-    The one recipe for the trainer, its time model and the sweep plan."""
-    from .cache import FrozenPrefixCache
+    compile, memory format), with the frozen-prefix cache over ``train_x`` when ``cache_frozen``
+    (``auto``: the store is read only at :attr:`cache_stages`, which the time model picks). The
+    one recipe for the trainer, its time model and the sweep plan; the steps it makes book their
+    compilations in the run's one :attr:`compile_log`."""
 
-    def make_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainStep:
-        cache = FrozenPrefixCache(model, train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host) \
-            if cfg.cache_frozen else None
-        return TrainStep(model, optimizer, cfg.precision, device, compile_model=cfg.compile,
-                         channels_last=cfg.channels_last, cache=cache)
+    def __init__(self, cfg, device: torch.device, train_x):
+        from .cache import cache_mode
 
-    return make_step
+        self.cfg, self.device, self.train_x = cfg, device, train_x
+        self.cache_mode = cache_mode(cfg.cache_frozen)  # off | on | auto
+        self.cache_stages: set[int] | None = None  # None: every stage reads the store
+        self.compile_log = CompileLog(cfg.get("compile_backend", "inductor")) if cfg.compile else None
+
+    def __call__(self, model: nn.Module, optimizer: torch.optim.Optimizer, cached: bool | None = None) -> TrainStep:
+        """The run's step; ``cached`` overrides whether it trains from the cache (the time model
+        measures both for ``cache_frozen=auto``)."""
+        from .cache import FrozenPrefixCache
+
+        cfg = self.cfg
+        cached = self.cache_mode != "off" if cached is None else cached
+        cache = FrozenPrefixCache(model, self.train_x, cfg.cache_memory_gb * 1e9, cfg.cache_host, cfg.precision,
+                                  stages=self.cache_stages) if cached else None
+        return TrainStep(model, optimizer, cfg.precision, self.device, compile_model=cfg.compile,
+                         channels_last=cfg.channels_last, cache=cache, compile_log=self.compile_log)
 
 
-def compile_groups(model: nn.Module) -> None:
-    """``torch.compile`` each layer group's modules on their own: freezing a group then recompiles
-    that group (and the next, whose input stops requiring grad) once, not the whole model.
-
-    Groups share code objects (every bottleneck runs the same forward), so dynamo's per-code
-    recompile limit must cover all groups' variants, or it silently falls back to eager."""
-    groups = model.layer_groups()
-    dynamo_config = torch._dynamo.config
-    name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
-    setattr(dynamo_config, name, max(getattr(dynamo_config, name), 4 * len(groups)))
-    for group in groups:
-        for root in group.roots:
-            root.compile()
+def run_step_factory(cfg, device: torch.device, train_x) -> RunSteps:
+    """The run's :class:`RunSteps`."""
+    return RunSteps(cfg, device, train_x)
 
 
 @dataclass
@@ -182,33 +208,36 @@ def _finite(loss: float, iteration: int) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32",
-             batch_size: int = 500) -> tuple[float, float]:
+def evaluate(model: nn.Module, x, y: torch.Tensor, precision: str = "fp32", batch_size: int = 500) -> tuple[float, float]:
     """Mean cross-entropy and error rate (fraction) of ``model`` on ``(x, y)``, in eval mode (no
-    BatchNorm statistic moves); the model's train/eval mode is restored afterwards."""
+    BatchNorm statistic moves); the model's train/eval mode is restored afterwards. Batches of
+    near-equal size (at most ``batch_size``): no small last batch for a compiled model."""
     was_training = model.training
     model.eval()
     amp_dtype = autocast_dtype(precision)
-    loss_sum = torch.zeros((), device=x.device)
-    wrong = torch.zeros((), device=x.device, dtype=torch.long)
+    loss_sum = torch.zeros((), device=y.device)
+    wrong = torch.zeros((), device=y.device, dtype=torch.long)
+    set_fp32_math(y.device, precision)
     try:
-        for i in range(0, len(x), batch_size):
-            with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = model(x[i:i + batch_size])
-            loss_sum += F.cross_entropy(out.float(), y[i:i + batch_size], reduction="sum")
-            wrong += (out.argmax(1) != y[i:i + batch_size]).sum()
+        for i, j in even_chunks(len(y), batch_size):
+            with torch.autocast(y.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                out = model(x[i:j])
+            loss_sum += F.cross_entropy(out.float(), y[i:j], reduction="sum")
+            wrong += (out.argmax(1) != y[i:j]).sum()
     finally:
         model.train(was_training)
-    return loss_sum.item() / len(x), wrong.item() / len(x)
+    return loss_sum.item() / len(y), wrong.item() / len(y)
 
 
 @dataclass
 class StageTimings:
-    """What :func:`measure_stage_seconds` measured: every timed chunk's seconds per step, and the
-    seconds the step took to adapt when each stage began (the cache's store advance; ~0 else)."""
+    """What :func:`measure_stage_seconds` measured: every timed chunk's seconds per step, the
+    seconds the step took to adapt when each stage began (the cache's store advance; ~0 else),
+    and the seconds spent compiling at each stage (the first pass's; 0 without compile)."""
 
     samples: dict[int, list[float]]
     event_seconds: dict[int, float]
+    compile_seconds: dict[int, float] = field(default_factory=dict)
 
 
 def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batches: Callable[[TrainStep], Iterator],
@@ -223,11 +252,14 @@ def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batc
     different passes, so a slow spell of a shared machine hits every stage alike instead of
     tilting the ratios. ``make_controller(groups)`` returns a controller whose schedule freezes
     nothing by itself; ``make_step(model, optimizer)`` the step; ``make_batches(step)`` the
-    endless batch stream it trains on. ``event_seconds[k]``: the median over passes.
+    endless batch stream it trains on. ``event_seconds[k]``: the median over passes. Each pass's
+    copy is freed before the next is made (a frozen module refers to itself, so a copy would
+    otherwise wait on the garbage collector, on the device).
     """
     stages = sorted(set(stages))
     samples: dict[int, list[float]] = {k: [] for k in stages}
     events: dict[int, list[float]] = {k: [] for k in stages}
+    compiling = {k: 0.0 for k in stages}
     for _ in range(chunks):
         probe = copy.deepcopy(model).train()
         controller = make_controller(probe.layer_groups())
@@ -236,14 +268,17 @@ def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batc
         for k in stages:
             controller.freeze_prefix(k)
             synchronize(step.device)
-            start = time.perf_counter()
+            start, compiled = time.perf_counter(), compile_seconds_so_far()
             step.on_freeze(k)  # as the loop does at a freezing event
             synchronize(step.device)
             events[k].append(time.perf_counter() - start)
             run_iterations(step, controller, batches, 0, warmup, log_every=max(warmup, 1))
             r = run_iterations(step, controller, batches, 0, steps, log_every=steps)
             samples[k].append(r.seconds / r.steps)
-    return StageTimings(samples, {k: statistics.median(v) for k, v in events.items()})
+            compiling[k] += compile_seconds_so_far() - compiled
+        del probe, controller, step, batches
+        gc.collect()
+    return StageTimings(samples, {k: statistics.median(v) for k, v in events.items()}, compiling)
 
 
 def median_stage_seconds(samples: dict[int, list[float]]) -> dict[int, float]:

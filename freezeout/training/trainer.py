@@ -48,7 +48,7 @@ from ..rundir.records import (
 from ..rundir.resume import hydra_output_dir, prior_run
 from ..speedup.formulas import const_time_iters, freezing_stages
 from ..speedup.inputmodel import measure_input
-from ..speedup.timemodel import measure_run, predict_run
+from ..speedup.timemodel import measure_run, note_compile, predict_run
 from .checks import CheckedRun, validate
 from .devices import configure_backends
 from .loop import LoopState, Run, restore, train_epochs
@@ -91,7 +91,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
     runranks.seed_rank(cfg.seed)
     with distributed.main_first():  # rank 0 unpacks or downloads the data, then the others read it
         data = load_data(cfg.data, device, with_test=cfg.eval_test, spec=checked.spec, channels_last=cfg.channels_last)
-    configure_backends(device)
+    configure_backends(device, cfg.precision)
     ipe = iterations_per_epoch(len(data.train_x), cfg.batch_size)  # fewer if unreadable images were skipped
     groups = model.layer_groups()
     make_optimizer = optimizer_factory(cfg.optimizer)
@@ -104,7 +104,9 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
     # The time model measures the untrained model before training: an adaptive rule's every possible stage.
     adaptive, input_shape = get_rule(cfg.strategy.name).adaptive, (1, *data.train_x.shape[1:])
     stages = range(len(groups)) if adaptive else freezing_stages(schedule.times)
-    step_times = measure_run(cfg, model, data, stages, make_optimizer, make_step, total_iters)
+    step_times = measure_run(cfg, model, data, stages, make_optimizer, make_step, total_iters,
+                             None if adaptive else schedule.times)  # cache_frozen=auto: its plan, set on make_step
+    note_compile(make_step, step_times, None if adaptive else schedule.times, total_iters)
     step_times, input_info = measure_input(cfg, data, step_times, None if adaptive else schedule.times, total_iters)
     predicted = {"flops": None, "paper": None, "time": None}  # an adaptive rule's: known once it has run
     if not adaptive:
@@ -202,6 +204,10 @@ def _update(summary: RunSummary, state: LoopState, controller: FreezeOut, step: 
     summary.frozen_groups, summary.freeze_iterations = controller.num_frozen, list(controller.frozen_at)
     if step.sync is not None:
         summary.allreduce_bytes_per_step = {str(k): v for k, v in sorted(step.sync.bytes_per_step.items())}
+    if step.compile_log is not None:
+        summary.compile = step.compile_log.record()
+    if step.cache is not None:
+        summary.cache = step.cache.record()
 
 
 def _now() -> str:
