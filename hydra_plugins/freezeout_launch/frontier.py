@@ -172,7 +172,7 @@ class FrontierSweeper(Sweeper):
         from .frontier_plan import dry_run
         from .frontier_study import existing_trials
 
-        assert self.config is not None
+        assert self.config is not None and self.hydra_context is not None
         done, running = existing_trials(storage, self.study_name)
-        dry_run(self.config, self._baseline_jobs(fixed), space, max(self.n_trials - done, 0), running,
-                len(self.seeds))
+        dry_run(self.config, self.hydra_context.config_loader, self._baseline_jobs(fixed), space,
+                max(self.n_trials - done, 0), running, len(self.seeds))

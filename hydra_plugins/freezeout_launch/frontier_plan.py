@@ -1,6 +1,6 @@
 """The frontier search's dry run (``hydra.sweeper.dry_run=true``): what it will train and for how
 long, before it trains anything. The baselines are planned as ``python -m freezeout.plan`` plans a
-sweep (their run directories, status there, iterations and predicted seconds, the step times
+sweep (its job rows and step times: their run directories, status there, iterations and predicted seconds, the step times
 measured on this machine); a trial's run freezes some of its groups for part of training, so it
 costs at most its seed's baseline plus its time model's share (``predict_time_share``).
 """
@@ -26,33 +26,32 @@ def _space_text(space: Dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _baseline_overrides(jobs: List[List[str]], sweep_dir: str) -> List[str]:
-    """The baselines as one sweep of ``freezeout.plan``: the shared overrides, the seeds swept,
-    through the freezeout sweeper (the frontier's own settings dropped)."""
-    seeds = [job[-1].split("=", 1)[1] for job in jobs]
-    return [*jobs[0][:-1], f"seed={','.join(seeds)}", f"hydra.sweep.dir={sweep_dir}", "hydra/sweeper=freezeout",
-            "hydra.sweeper.params=null"]
-
-
-def dry_run(config: DictConfig, baseline_jobs: List[List[str]], space: Dict[str, Any], left: int,
+def dry_run(config: DictConfig, loader: Any, baseline_jobs: List[List[str]], space: Dict[str, Any], left: int,
             requeued: int, n_seeds: int) -> List[dict]:
-    """Print the plan of a frontier search and return the baselines' plan rows."""
-    from freezeout.plan.steptimes import PlanError
-    from freezeout.plan.sweep import plan
+    """Print the plan of a frontier search and return the baselines' plan rows (``loader``:
+    Hydra's config loader, which composes each job as the launch would)."""
+    from freezeout.errors import ConfigError
+    from freezeout.plan import sweep as plan
+    from freezeout.plan.steptimes import PlanError, predict_row, step_times_of
+    from freezeout.rundir.records import FINAL_STATUSES
 
     print(f"frontier dry run: search space {_space_text(space)}")
     print("baselines (one per seed):")
     try:
-        rows = plan(_baseline_overrides(baseline_jobs, str(config.hydra.sweep.dir)))
-    except PlanError as e:
-        raise FrontierError(f"frontier dry run: {e}") from None
+        rows = [plan._job_row(n, job, config, loader, measure=True) for n, job in enumerate(baseline_jobs)]
+        times = step_times_of(rows, {}, measure=True)  # every seed's baseline: a fresh run's time too
+    except (PlanError, ConfigError, ValueError) as e:
+        raise FrontierError(f"frontier dry run: {str(e).strip().splitlines()[0]}") from None
+    for r in rows:
+        r["iterations"], r["seconds"] = predict_row(r, times[r["timing"]])
+    plan._print(config, rows, [], None)
     share = float(config.get("predict_time_share", 0.1))
-    per_seed = [r["seconds"] if "seconds" in r else (r["summary"].train_seconds or 0.0) for r in rows]
-    baseline_left = sum(r.get("seconds", 0.0) for r in rows)
-    trials = left * sum(per_seed) * (1 + share)
-    iterations = rows[0]["iterations"] if rows else 0
+    fresh = sum(predict_row(dict(r, start=0, iterations=r["total"]), times[r["timing"]])[1] for r in rows)
+    baseline_left = sum(r["seconds"] for r in rows if r["status"] not in FINAL_STATUSES)
+    trials = left * fresh * (1 + share)
+    seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
     print(f"trials to run: {left}{f' ({requeued} re-queued from an interrupted launch)' if requeued else ''}, "
-          f"{n_seeds} seeds each: {left * n_seeds} runs of {iterations} iterations")
+          f"{seeds} each: {left * n_seeds} runs of {rows[0]['total'] if rows else 0} iterations")
     print(f"predicted training time at most {(baseline_left + trials) / 3600:.2f} h "
           f"({baseline_left:.0f} s of baselines, {trials:.0f} s of trials: a trial's runs cost at most their "
           f"baselines plus {100 * share:g}% for the time model); nothing was trained")
