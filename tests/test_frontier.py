@@ -8,9 +8,10 @@ import json
 import math
 from pathlib import Path
 
-import optuna
 import pytest
 from conftest import run_cli
+
+optuna = pytest.importorskip("optuna")  # the 'frontier' extra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from hydra_plugins.freezeout_launch.frontier import FrontierSweeper

@@ -11,6 +11,8 @@ sweep's, so resume, the analysis and the launchers work as for a grid.
 The study lives in ``storage`` (by default SQLite in the sweep dir): re-launching the same sweep
 continues it up to ``n_trials`` finished trials, without training the finished ones again;
 trials a killed launch left running are run again with the same settings (their runs resume).
+One launch at a time per study: a second one would take the first one's running trials for
+killed ones.
 ``dry_run=true`` prints what the search will train and the time it will take, and trains nothing.
 """
 # No "from __future__ import annotations": Hydra scans this module outside sys.modules, where

@@ -27,8 +27,19 @@ INTERRUPTED = "interrupted"  # user attr of a trial a killed launch left running
 FRONT_FILE = "frontier.csv"
 
 
+def import_optuna() -> Any:
+    """Optuna, or a one-line error saying how to install it."""
+    try:
+        import optuna
+    except ImportError:
+        raise FrontierError("hydra/sweeper=frontier needs optuna: pip install optuna (or the package's "
+                            "'frontier' extra)") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
 def make_sampler(name: str, seed: int) -> Any:
-    import optuna
+    optuna = import_optuna()
 
     if name == "tpe":  # multi-objective TPE (MOTPE); random for the first 10 trials
         return optuna.samplers.TPESampler(seed=seed)
@@ -40,9 +51,7 @@ def make_sampler(name: str, seed: int) -> Any:
 def open_study(storage: str, name: str, sampler: str, seed: int) -> Any:
     """The study ``name`` in ``storage`` (created if new). The sampler's seed is ``seed`` plus the
     trials the study holds, so that a resumed search draws new settings, not the same ones again."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna = import_optuna()
     try:
         count = len(optuna.load_study(study_name=name, storage=storage).trials)
     except KeyError:  # no such study yet
@@ -63,12 +72,11 @@ def open_study(storage: str, name: str, sampler: str, seed: int) -> Any:
 def existing_trials(storage: str, name: str) -> Tuple[int, int]:
     """(trials counted against the budget, trials left running) of the study, without creating
     anything: a missing SQLite file or study is a new search."""
-    import optuna
+    optuna = import_optuna()
     from optuna.trial import TrialState
 
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
         return 0, 0
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
