@@ -200,9 +200,25 @@ def test_a_group_that_freezes_takes_rank_0s_statistics_at_once(launch):
 
 
 def test_a_run_stopped_after_a_mid_epoch_freeze_resumes_to_the_uninterrupted_weights(launch):
-    from freezeout.rundir.records import RunSummary
+    from freezeout.rundir.records import RunSummary, read_metrics
 
     a, b = (torch.load(launch.out / d / "checkpoint.pt", weights_only=False) for d in ("straight", "stopped"))
     summary = RunSummary.read(launch.out / "stopped" / "summary.json")
     assert summary.status == "completed" and summary.freeze_iterations[0] == 4 < STOP_AT
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    records = [[{k: v for k, v in r.items() if not k.endswith(("_seconds", "_mb"))}  # wall clock, memory
+                for r in read_metrics(launch.out / d / "metrics.jsonl")] for d in ("straight", "stopped")]
+    assert records[0] == records[1]  # the stopped epoch's loss and bytes per step: every step of it counted
+    assert records[0][0]["allreduce_bytes_per_step"] > records[0][1]["allreduce_bytes_per_step"]
+
+
+@pytest.mark.parametrize("batch_size, near", [(49, 48), (50, 52), (51, 52), (2, 4), (1, 4)])
+def test_a_batch_size_four_processes_cannot_share_suggests_the_nearest_multiple(monkeypatch, batch_size, near):
+    from freezeout.errors import ConfigError
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 4)
+    cfg = SimpleNamespace(batch_size=batch_size, sync_bn=False, device="cpu")
+    with pytest.raises(ConfigError, match=rf"use a multiple of 4, e\.g\. batch_size={near}$"):
+        runranks.check_config(cfg, torch.device("cpu"))
+    assert runranks.check_config(SimpleNamespace(batch_size=near, sync_bn=False, device="cpu"),
+                                 torch.device("cpu")) == torch.device("cpu")

@@ -39,7 +39,7 @@ def test_a_folder_copied_elsewhere_splits_the_same(tmp_path):
     shutil.copytree(here, there)
     a, b = load_data(cfg(here), CPU), load_data(cfg(there), CPU)
     for split in ("train_x", "train_y", "val_x", "val_y"):
-        assert torch.equal(getattr(a, split), getattr(b, split)), split
+        assert torch.equal(getattr(a, split)[:], getattr(b, split)[:]), split  # [:]: a store's images too
     assert len(a.val_y) == 10 and len(set(a.val_y.tolist())) > 1  # a real split, classes mixed
     small = load_data(cfg(there, subset=7), CPU)  # subset: the first of the same order
     assert torch.equal(small.train_y, a.train_y[:7]) and torch.equal(small.val_y, a.val_y)
@@ -53,7 +53,10 @@ def test_image_suffixes_count_in_any_case_and_other_files_do_not(tmp_path):
     hidden.mkdir()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(hidden / "x.png")
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "train" / "cow" / ".thumb.PNG", format="PNG")
+    (root / "train" / ".ipynb_checkpoints").mkdir()  # a hidden folder is no class
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "train" / ".ipynb_checkpoints" / "y.png")
     splits = load_data(cfg(root, val_size=6), CPU)
+    assert splits.spec.classes == ("ant", "bee", "cow")
     assert len(splits.train_y) + len(splits.val_y) == 30  # 10 per class, the hidden ones left out
     assert sorted(torch.cat([splits.train_y, splits.val_y]).tolist()) == [0] * 10 + [1] * 10 + [2] * 10
 

@@ -89,6 +89,15 @@ def test_input_normalisation_joins_the_first_group_and_what_never_runs_the_head(
                                                      ["body.3", "body.4", "body.5", "pool"], ["aux", "head", "unused"]]
 
 
+def test_a_plain_module_name_is_that_module_not_every_name_it_begins():
+    net = nn.Sequential(nn.Flatten(), *(nn.Linear(144 if i == 1 else 4, 4) for i in range(1, 12)))
+    trace = trace_forward(net, IMAGE)
+    specs = explicit_groups(net, trace, [str(i) for i in range(1, 12)])  # "1" is not "10" or "11"
+    assert [s.modules for s in specs] == [["1", "0"], *([str(i)] for i in range(2, 12))]  # "0": free, joins 1
+    regex = explicit_groups(net, trace, ["1", "[2-9]|10", "11"])
+    assert [s.modules for s in regex][1] == [str(i) for i in range(2, 11)]
+
+
 def test_a_learned_input_norm_joins_the_first_group():
     net = nn.Sequential(nn.BatchNorm2d(1), *cbr(1, 4), *cbr(4, 4), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                         nn.Linear(4, 10))
