@@ -17,7 +17,8 @@ STATS_NOTE = (
     f"resamples of the seeds' paired values]. With 3 seeds or fewer such an interval spans at "
     f"most the seeds' own range and covers less than {100 * LEVEL:g}%: read it as a lower bound "
     f"on the uncertainty. paper's region (speedup 0–20%, relative error ≤ 3%): inside only when "
-    f"both intervals lie in it, outside when either misses it, undecided otherwise. Seeds for "
+    f"both intervals lie in it; outside when the error's lies above 3% or the speedup's below 0; "
+    f"beyond when the error's lies within 3% and the speedup's above 20%; undecided otherwise. Seeds for "
     f"{100 * DELTA:g} pts: seeds a two-sided paired t-test (5% level, power {POWER:g}; exact, "
     f"noncentral t) needs to resolve a {100 * DELTA:g}-point difference at the spread measured "
     f"here.")

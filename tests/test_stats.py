@@ -57,7 +57,9 @@ def test_seeds_needed_is_the_paired_t_test_sample_size():
     ((0.05, 0.15), (0.01, 0.05), "undecided"),  # the error's interval crosses 3%
     ((0.15, 0.25), (0.00, 0.02), "undecided"),  # the speedup's crosses 20%
     ((0.05, 0.15), (0.04, 0.09), "outside"),
-    ((0.25, 0.35), (0.00, 0.02), "outside"),  # faster than the region claims
+    ((0.25, 0.35), (0.00, 0.02), "beyond"),  # faster than the region claims, within 3%
+    ((0.25, 0.35), (0.01, 0.05), "undecided"),
+    ((-0.10, -0.02), (-0.02, 0.01), "outside"),  # surely slower than the baseline
     ((math.nan, math.nan), (0.0, 0.01), ""),
 ])
 def test_paper_region_only_when_the_interval_says_so(speedup, error, verdict):
