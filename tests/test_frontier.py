@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-
-optuna = pytest.importorskip("optuna")  # the 'frontier' extra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from hydra_plugins.freezeout_launch.frontier import FrontierSweeper
 from hydra_plugins.freezeout_launch.frontier_space import FrontierError, split_space
 from hydra_plugins.freezeout_launch.frontier_study import counted, open_study, requeue_interrupted
+
+optuna = pytest.importorskip("optuna")  # the 'frontier' extra
 
 SPACE = ["strategy=choice(linear,cubic,layer_freezing)", "t_0=interval(0.5,0.95)",
          "strategy.freeze_start=interval(0.2,0.8)"]

@@ -71,7 +71,8 @@ def test_compare_load():
     assert compare_load({"others_cpu_share": 0.10, "jobs_beside": 0}, base) == (pytest.approx(0.05), False, "")
     gap, unequal, note = compare_load({"others_cpu_share": 0.45, "jobs_beside": 1}, base)
     assert gap == pytest.approx(0.40) and unequal
-    assert note == "other work took 45% of the machine during the run, 5% during its baseline; jobs beside: 1 (run), 0 (baseline)"
+    assert note == ("other work took 45% of the machine during the run, 5% during its baseline; "
+                    "jobs beside: 1 (run), 0 (baseline)")
     same_round = {"others_cpu_share": 0.9, "turns_group": "g1"}
     assert compare_load(same_round, {"others_cpu_share": 0.1, "turns_group": "g1"}) == (0.0, False, "")
     assert compare_load(None, base)[1:] == (None, "load not recorded by the run")

@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from freezeout.errors import ConfigError
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+
+from freezeout.errors import ConfigError
 
 from .frontier_space import FrontierError, draw, override_text, split_space
 from .frontier_study import SAMPLERS, SPEEDUPS
@@ -93,14 +94,23 @@ class FrontierSweeper(Sweeper):
             raise FrontierError(f"hydra.sweeper.trials_per_launch={self.trials_per_launch}: at least 1")
 
     def sweep(self, arguments: List[str]) -> Any:
+        # One line, as run.py says a bad setting, not Hydra's two. ConfigError, not FrontierError:
+        # Hydra's plugin scan may load this package twice, each with its own FrontierError class.
         try:
             return self._sweep(arguments)
-        except ConfigError as e:  # one line, as run.py says a bad setting, not Hydra's two (FrontierError: Hydra may load this package twice)
+        except ConfigError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(2)
 
     def _sweep(self, arguments: List[str]) -> Any:
-        from .frontier_study import counted, front_report, front_rows, open_study, requeue_interrupted, write_front
+        from .frontier_study import (
+            counted,
+            front_report,
+            front_rows,
+            open_study,
+            requeue_interrupted,
+            write_front,
+        )
 
         assert self.config is not None and self.hydra_context is not None
         self.check()

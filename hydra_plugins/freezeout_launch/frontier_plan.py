@@ -1,8 +1,8 @@
 """The frontier search's dry run (``hydra.sweeper.dry_run=true``): what it will train and for how
-long, before it trains anything. The baselines are planned as ``python -m freezeout.plan`` plans a
-sweep (its job rows and step times: their run directories, status there, iterations and predicted seconds, the step times
-measured on this machine); a trial's run freezes some of its groups for part of training, so it
-costs at most its seed's baseline plus its time model's share (``predict_time_share``).
+long, before it trains anything. The baselines are planned as ``python -m freezeout.plan`` plans
+a sweep's jobs (their run directories, status there, iterations and predicted seconds, the step
+times measured on this machine); a trial's run freezes some of its groups for part of training,
+so it costs at most a fresh baseline run plus its time model's share (``predict_time_share``).
 """
 # No "from __future__ import annotations": Hydra scans this package outside sys.modules.
 

@@ -16,9 +16,15 @@ use it: Hydra imports this module at every start.
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from freezeout.errors import ConfigError
-from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from hydra.core.override_parser.types import (
+    ChoiceSweep,
+    IntervalSweep,
+    Override,
+    RangeSweep,
+)
 from hydra.errors import CompactHydraException
+
+from freezeout.errors import ConfigError
 
 from .groups import BASELINE
 

@@ -94,7 +94,8 @@ class TurnsLauncher(Launcher):
         launch_log.info("Launching %d jobs in %d rounds of runs taking turns", len(jobs), len(rounds))
         returns: Dict[int, JobReturn] = {}
         for number, group in enumerate(rounds):
-            launch_log.info("round %d: %s", number, "; ".join(f"#{i} {' '.join(filter_overrides(o))}" for i, o in group))
+            launch_log.info("round %d: %s", number,
+                            "; ".join(f"#{i} {' '.join(filter_overrides(o))}" for i, o in group))
             prepared = [self._prepare(i, o) for i, o in group]
             self._train_round(prepared, f"{Path(str(self.config.hydra.sweep.dir)).name}-{number}-"
                                         f"{uuid.uuid4().hex[:8]}")
