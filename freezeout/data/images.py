@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,9 @@ def decode_bytes(data: bytes, name: str, channels: int) -> torch.Tensor:
     mode = ImageReadMode.GRAY if channels == 1 and not webp else ImageReadMode.RGB
     buf = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
     try:
-        return _with_channels(decode_image(buf, mode=mode), channels)
+        with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec; its decoders still serve
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _with_channels(decode_image(buf, mode=mode), channels)
     except RuntimeError as first:
         if _is_torchvision_format(data):  # a JPEG/PNG/GIF/WebP that torchvision cannot decode: bad
             # its messages start with the C++ source's place: keep what comes after
@@ -86,7 +89,9 @@ def stored_channels(data: bytes, name: str) -> tuple[int, tuple[int, int]]:
     from torchvision.io import ImageReadMode, decode_image
 
     try:
-        img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
         return (1 if img.shape[0] in (1, 2) else 3), (img.shape[1], img.shape[2])
     except RuntimeError:
         img = decode_bytes(data, name, 3)  # PIL's formats (or a BadImage)

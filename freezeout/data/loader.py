@@ -103,10 +103,11 @@ class TrainStream:
         return epoch_order(len(self), seed, epoch)
 
     def batches(self, order: torch.Tensor, seed: int, epoch: int, batch_size: int, start: int = 0,
-                shard: tuple[int, int] = (0, 1), cache=None, normalise: bool = True):
+                shard: tuple[int, int] = (0, 1), cache=None, normalise: bool = True, with_index: bool = False):
         """Epoch ``epoch``'s batches ``start..`` in ``order``: this process's slice of each global
-        batch, normalised float32 on the device (uint8 with ``normalise=False``). Once ``cache``
-        (the frozen-prefix cache) stands past stage 0, batches come from its store instead."""
+        batch, normalised float32 on the device (uint8 with ``normalise=False``), with the images'
+        indices too when ``with_index``. Once ``cache`` (the frozen-prefix cache) stands past stage
+        0, batches come from its store instead."""
         rank, world = shard
         part = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
         self._loader.sampler.train(order, batch_size, start, shard, epoch_seed(seed, epoch))
@@ -114,17 +115,18 @@ class TrainStream:
         try:
             for b in range(start, len(order) // batch_size):
                 if cache is not None and cache.stage > 0:  # the store: no file is read
-                    idx = order[b * batch_size:(b + 1) * batch_size][part].to(self.device)
-                    yield cache[idx], self.labels[idx]
+                    idx = order[b * batch_size:(b + 1) * batch_size][part]
+                    on_device = idx.to(self.device)
+                    yield (cache[on_device], self.labels[on_device]) + ((idx,) if with_index else ())
                     continue
                 if it is None:
                     it = iter(self._loader.loader)
-                x, y, _, _ = self._loader.next(it, self.stats, f"in epoch {epoch}, batch {b}")
+                x, y, idx, _ = self._loader.next(it, self.stats, f"in epoch {epoch}, batch {b}")
                 if x is None:
                     raise LoaderError(f"every image of epoch {epoch}'s batch {b} was unreadable (skipped)")
                 x = x.to(self.device, non_blocking=True)
                 yield (normalise_batch(x, self.mean, self.std, self.channels_last) if normalise else x,
-                       y.to(self.device, non_blocking=True))
+                       y.to(self.device, non_blocking=True)) + ((idx,) if with_index else ())
         finally:
             del it  # an epoch left early: the persistent workers are reset by the next pass
 
@@ -172,6 +174,7 @@ class StreamedImages:
         self._it, self._pos, self._chunk = None, -1, 0
 
     dtype = torch.float32
+    nbytes = 0  # read from the files: nothing held in memory
 
     def __len__(self) -> int:
         return len(self.indices)

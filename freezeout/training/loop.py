@@ -249,6 +249,8 @@ def input_record(summary: RunSummary, state: LoopState, data: Splits) -> None:
                 for k, v in sorted(state.data_wait_by_stage.items())}
     summary.input = {**(summary.input or {}), "loader": data.loader, "data_wait_seconds": state.data_wait_seconds,
                      "data_wait_by_stage": by_stage, "bad_images": len(data.bad_images)}
+    if data.stream is not None:
+        summary.input["images_read"] = data.stream.stats.read  # by this process, since it started
 
 
 def _timed(fn, *args):
