@@ -1,11 +1,13 @@
-# `make run`: the quickstart (offline, CPU-sized). `make test`: the test suite.
-# Both create .venv and install the project (with its test extra) the first time.
+# `make run`: the quickstart (offline, CPU-sized). `make test`: the test suite. `make gpu-check`: on a
+# machine with one NVIDIA GPU, the CUDA tests then the GPU benchmark, at most 8 minutes (without a GPU
+# the CUDA tests skip, saying why, and the benchmark runs as a CPU smoke test).
+# All create .venv and install the project (with its test extra) the first time.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench clean
+.PHONY: run test test-fast bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +26,11 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m freezeout.bench
+
+# At most 150 s of CUDA tests and 330 s of benchmark (it skips fp32 when bf16 took half of it).
+gpu-check: $(STAMP)
+	timeout 150 $(PY) -m pytest -q -m cuda -p no:cacheprovider -rs tests
+	timeout 330 $(PY) -m freezeout.bench.gpucheck --out bench-results --budget-s 300
 
 clean:
 	rm -rf outputs multirun .pytest_cache

@@ -26,6 +26,10 @@ Options (bench.KEY=VALUE):
   bench.world_size=1        processes training together (DDP, gloo on the CPU): every section on them
   bench.cache=true          also realise the first t_0 with the frozen-prefix cache
   bench.out=bench-results/bench.json  where the JSON goes
+
+On a GPU the runs take turns every 25 iterations unless log_every is given (a turn syncs the
+device). python -m freezeout.bench.gpucheck (make gpu-check) runs it on DenseNet-BC L=76 k=12
+with synthetic CIFAR-sized data, bf16 and fp32, and sums it up in one table.
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
 from .sections import memory, realisation, step_costs
-from .settings import compose_run, parse, say
+from .settings import GPU_LOG_EVERY, compose_run, parse, say
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -63,7 +67,10 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = compose_run(overrides)
     checked = validate(cfg)
     device = checked.device
-    data = load_data(cfg.data, device, spec=checked.spec)
+    if device.type == "cuda" and not any(o.startswith("log_every=") for o in overrides):
+        overrides = [*overrides, f"log_every={GPU_LOG_EVERY}"]  # a turn (a log point) syncs the GPU
+        cfg = compose_run(overrides)
+    data = load_data(cfg.data, device, spec=checked.spec, channels_last=cfg.channels_last)
     model0 = build_run_model(cfg, device, checked.spec).train()
     n = len(model0.layer_groups())
     s.cache = s.cache and not cfg.data.augment and hasattr(model0, "forward_from")  # where the cache applies

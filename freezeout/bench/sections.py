@@ -14,7 +14,7 @@ from ..distributed import process_group as distributed
 from ..errors import ConfigError
 from ..freezing.optim import optimizer_factory
 from ..speedup.timemodel import held_controller
-from ..training.devices import autocast_dtype, synchronize
+from ..training.devices import autocast_dtype, set_fp32_math, synchronize
 from ..training.step import TrainStep, run_iterations
 from .settings import compose_run, pct, say
 from .turns import take_turns
@@ -88,12 +88,15 @@ class EngineRunner:
 
 def _bare_runner(model, cfg, device, batches, backward: bool = True):
     """``run(n)``: what one writes by hand, one optimizer over all parameters at a constant rate,
-    loss read back every ``log_every`` steps; ``backward=False``: the forward pass alone."""
+    loss read back every ``log_every`` steps; ``backward=False``: the forward pass alone. The same
+    precision as the trainer's step: autocast, fp16's gradient scaler, IEEE or TF32 float32."""
     model = distributed.ddp(model) if backward else model  # on several processes, as one writes it by hand
     opt = optimizer_factory(cfg.optimizer)(list(model.parameters()))
     amp = autocast_dtype(cfg.precision)
+    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
 
     def run(n: int) -> None:
+        set_fp32_math(device, cfg.precision)
         for i in range(n):
             x, y = next(batches)
             x = x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
@@ -101,8 +104,13 @@ def _bare_runner(model, cfg, device, batches, backward: bool = True):
                 loss = F.cross_entropy(model(x), y)
             if backward:
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    opt.step()
             if (i + 1) % cfg.log_every == 0:
                 loss.item()
     return run

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 import types
 import weakref
 from typing import Any, Callable
