@@ -81,7 +81,8 @@ def run(cfg: DictConfig) -> float:
     runranks.quiet_other_ranks()  # several processes: rank 0 alone logs to run.log and the console
     if in_sweep:  # jobs that run side by side write into one console: each line names its job
         prefix_log_lines(f"job {hydra_cfg.job.num}")
-    log.info("run directory: %s", run_dir)
+    announce = _RunDirectory(run_dir)
+    log.addFilter(announce)
     try:
         apply_job_placement(cfg, hydra_cfg)  # GPU and CPU threads, when jobs run side by side
         summary = train(cfg)  # joins the job's process group itself (slurm_ddp: several tasks)
@@ -108,11 +109,27 @@ def run(cfg: DictConfig) -> float:
         _record_failure(run_dir, cfg, e)
         return math.nan
     finally:
+        log.removeFilter(announce)
         distributed.shutdown()
     if summary.status == DIVERGED and not in_sweep:
         _exit(f"error: the run diverged: {summary.error} (see {run_dir / SUMMARY_FILE})", 1)
     err = summary.final_val_err
     return math.nan if err is None or summary.status != COMPLETED else err
+
+
+class _RunDirectory(logging.Filter):
+    """Says where the run writes just before its first log line, so that a run refused by its
+    checks says nothing but its one-line error."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir, self.said = run_dir, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.said:
+            self.said = True
+            log.info("run directory: %s", self.run_dir)
+        return True
 
 
 class _JobPrefix(logging.Filter):
@@ -149,14 +166,16 @@ def _record_failure(run_dir: Path, cfg: DictConfig, error: Exception) -> None:
 
 
 def _exit(message: str, code: int, every_rank: bool = False) -> None:
-    """One line, on the console and in run.log (through the log), then exit with ``code``. With
-    several processes, which all meet the same end, rank 0 alone says it (unless ``every_rank``)."""
+    """One line on the console, as it is (the last line a script reads), and in run.log, then exit
+    with ``code``. With several processes, which all meet the same end, rank 0 alone says it
+    (unless ``every_rank``)."""
     if not every_rank and os.environ.get("RANK", "0") != "0":
         sys.exit(code)
-    if logging.getLogger().handlers:
-        log.error("%s", message)
-    else:  # logging switched off (hydra/job_logging=disabled): the console still hears of it
-        print(message, file=sys.stderr)
+    print(message, file=sys.stderr, flush=True)
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (message,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):  # run.log
+            handler.handle(record)
     sys.exit(code)
 
 

@@ -20,8 +20,11 @@ from typing import Any, Sequence
 
 try:
     import lightning.pytorch as pl
-except ImportError:  # the older package name
-    import pytorch_lightning as pl
+except ImportError:  # the older package name, else say how to install it
+    try:
+        import pytorch_lightning as pl
+    except ImportError:
+        raise ImportError("freezeout.integrations.lightning needs Lightning: pip install 'freezeout[lightning]'") from None
 
 from ..freezing.library import FreezeController
 
