@@ -157,6 +157,13 @@ def test_a_matchers_final_norm_joins_the_last_block():
     assert timm_groups(nn.Sequential(nn.Linear(2, 2)), trace_forward(nn.Sequential(nn.Linear(2, 2)), (1, 2))) is None
 
 
+def test_a_model_of_one_layer_is_one_group_of_that_layer():
+    model = group_model(nn.Sequential(nn.Linear(144, 10)), (2, 144))
+    assert [(s.name, s.modules, s.loose) for s in model.specs] == [("0", ["0"], [])]
+    wrapped = nn.Sequential(nn.Sequential(nn.Flatten(), nn.Linear(144, 8), nn.ReLU(), nn.Linear(8, 10)))
+    assert modules_of(group_model(wrapped, IMAGE)) == [["0.0", "0.1", "0.2"], ["0.3"]]  # opened down to it
+
+
 def test_forward_order_groups_follow_the_run_not_the_declaration():
     class Reversed(nn.Module):
         def __init__(self):
@@ -217,6 +224,9 @@ def test_first_conv_is_the_first_to_run_and_dummy_input_follows_the_model():
 
     net = Stem().train()
     assert first_conv(net, (1, 3, 4, 4)) == "first" and net.training and net.first.training
+    normed = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 3, 1)).train()
+    assert first_conv(normed, (2, 3, 4, 4)) == "1"  # the input norm ran before it: in eval mode
+    assert normed[0].num_batches_tracked.item() == 0 and not normed[0].running_mean.any() and normed[0].training
     assert first_conv(nn.Sequential(nn.Flatten(), nn.Linear(48, 2)), (1, 3, 4, 4)) is None
     x = dummy_input(nn.Linear(2, 2).double(), (5, 2))
     assert x.dtype == torch.float64 and x.shape == (5, 2) and not x.any()
