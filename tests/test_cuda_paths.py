@@ -1,6 +1,6 @@
-"""The CUDA paths. What a CPU can show runs everywhere: a rebuilt DDP wrapper and the time model's
-model copies are freed at once (not at the garbage collector's leisure: on a GPU they hold device
-memory), the optimizer is fused only where every parameter is on CUDA, a channels-last run gets its
+"""The CUDA paths. What a CPU can show runs everywhere: the time model's model copies are freed at
+once (not at the garbage collector's leisure: on a GPU they hold device memory), and so is a
+rebuilt DDP wrapper, the optimizer is fused only where every parameter is on CUDA, a channels-last run gets its
 batches NHWC from the data (no copy a step). The rest is marked ``cuda`` (``pytest -m cuda``, run by
 ``make gpu-check``) and skips with the reason on a machine without a GPU: fp16 and bf16 runs,
 float32 that is IEEE or TF32 as asked, fp16 without a host sync a step, compile with inductor,
@@ -207,5 +207,13 @@ def test_a_one_process_nccl_run_all_reduces_the_trainable_groups(tmp_path):
         run_iterations(step, controller, batches("cuda"), 0, 2, log_every=1)
         expected = sum(p.numel() * 4 for g in model.layer_groups()[3:] for p in g.parameters())
         assert step.sync.bytes_per_step == {3: expected}
+        old = weakref.ref(step.sync.ddp)
+        gc.disable()
+        try:
+            controller.freeze_prefix(5)
+            run_iterations(step, controller, batches("cuda"), 0, 1, log_every=1)
+            assert old() is None  # the rebuilt wrapper's predecessor and its buckets are gone at once
+        finally:
+            gc.enable()
     finally:
         dist.destroy_process_group()

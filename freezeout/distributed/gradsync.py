@@ -11,8 +11,6 @@ own ``allreduce_hook`` with a byte count, records the bytes all-reduced per step
 """
 from __future__ import annotations
 
-import gc
-
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -61,9 +59,9 @@ class GradSync:
         frozen_ids = {id(t) for g in groups[:frozen] for t in [*g.parameters(), *_buffers(g)]}
         ignore = [n for n, t in [*root.named_parameters(), *root.named_buffers()] if id(t) in frozen_ids]
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(root, ignore)
-        if self.ddp is not None:  # the old wrapper and its reducer go before the new one is built:
-            self.ddp = None  # DDP sits in reference cycles, so without a collection its buckets (gradient-
-            gc.collect()  # sized, on the device) would stay until the garbage collector happened to run
+        # The old wrapper and its reducer go before the new one is built, by reference counting: its one
+        # cycle runs through this object (the comm hook is a method of it) and ends here.
+        self.ddp = None
         device = next(self.model.parameters()).device  # with its index, also for a plain "cuda"
         self.ddp = DistributedDataParallel(root, device_ids=[device.index] if device.type == "cuda" else None)
         self.ddp.register_comm_hook(None, self._allreduce)
