@@ -115,4 +115,5 @@ def test_the_study_covers_every_rule_on_two_architectures_and_its_cache_runs_pai
 
 def test_every_file_in_sweeps_is_tested():
     assert sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml")) == sorted(
-        ["strategies", "t0_grid", "const_time", "fmnist_cpu", "study", "study_cache"])
+        ["strategies", "t0_grid", "const_time", "fmnist_cpu", "study", "study_cache", "study_long",
+         "study_long_frontier"])  # the last two: tests/test_frontier.py

@@ -15,9 +15,9 @@ from freezeout.speedup.formulas import freezing_stages, time_speedup
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SWEEP = ["strategy=cubic,none", "t_0=0.5,0.8", "seed=0,1"]
-JOBS = [("strategy=none", "seed=0"), ("strategy=none", "seed=1"),  # the sweeper runs baselines first
-        ("strategy=cubic", "t_0=0.5", "seed=0"), ("strategy=cubic", "t_0=0.5", "seed=1"),
-        ("strategy=cubic", "t_0=0.8", "seed=0"), ("strategy=cubic", "t_0=0.8", "seed=1")]
+JOBS = [("strategy=none", "seed=0"), ("strategy=cubic", "t_0=0.5", "seed=0"),  # comparison group after group
+        ("strategy=cubic", "t_0=0.8", "seed=0"), ("strategy=none", "seed=1"),  # (a baseline first, by seed)
+        ("strategy=cubic", "t_0=0.5", "seed=1"), ("strategy=cubic", "t_0=0.8", "seed=1")]
 
 
 def sweep_args(root, sweep_dir, *extra: str) -> list[str]:
@@ -56,7 +56,7 @@ def test_plan_lists_the_jobs_after_deduplication_with_their_directories(measured
     assert [r["seconds"] for r in again] == pytest.approx([r["seconds"] for r in rows], rel=1e-12)
     out = capsys.readouterr().out.splitlines()
     assert "skipped duplicate: strategy=none t_0=0.8 seed=0 (the same run as #0)" in out
-    assert "skipped duplicate: strategy=none t_0=0.8 seed=1 (the same run as #1)" in out
+    assert "skipped duplicate: strategy=none t_0=0.8 seed=1 (the same run as #3)" in out
     assert out[-1].startswith("jobs: 6, done: 0, to run: 6; predicted training time ")
 
 
@@ -75,11 +75,11 @@ def test_runs_already_in_the_sweep_dir_are_marked_and_left_out(measured, fmnist_
     RunSummary(status="failed", iterations=48, iterations_done=16).write(failed / "summary.json")
     (failed / "checkpoint.pt").write_bytes(b"")
     rows = plan(sweep_args(fmnist_root, sweep), step_times=str(path))
-    assert [r["status"] for r in rows] == ["failed", "new", "completed", "new", "new", "new"]
+    assert [r["status"] for r in rows] == ["failed", "new", "completed", "new", "new", "new"]  # (JOBS' order)
     times = step_times(path)
     assert rows[0]["start"] == 16 and rows[0]["seconds"] == pytest.approx(
         remaining_seconds(times["stage_seconds"], times["event_seconds"], rows[0]["times"], 48, 16))
-    assert rows[0]["seconds"] == pytest.approx(rows[1]["seconds"] * 32 / 48)  # a baseline's steps all cost the same
+    assert rows[0]["seconds"] == pytest.approx(rows[3]["seconds"] * 32 / 48)  # a baseline's steps all cost the same
     out = capsys.readouterr().out.splitlines()
     total = sum(r["seconds"] for i, r in enumerate(rows) if i != 2)
     assert out[-1] == (f"jobs: 6, done: 1, to run: 5; predicted training time {total / 3600:.2f} h ({total:.0f} s; "
@@ -91,8 +91,9 @@ def test_named_sweeps_expand_as_the_sweeper_expands_them():
     master, loader = _compose(["sweeps=t0_grid"])
     jobs, skipped = expand_jobs(master, loader)
     assert len(jobs) == 8 * 2 + 2 and len(skipped) == 7 * 2  # cubic on 8 t_0 x 2 seeds, one baseline per seed
-    assert jobs[0] == ["strategy=none", "seed=0", "sweeps=t0_grid"]  # baselines first
-    assert jobs[2] == ["strategy=cubic", "t_0=0.3", "seed=0", "sweeps=t0_grid"]
+    assert jobs[0] == ["strategy=none", "seed=0", "sweeps=t0_grid"]  # seed 0's comparison group first, its baseline first
+    assert jobs[1] == ["strategy=cubic", "t_0=0.3", "seed=0", "sweeps=t0_grid"]
+    assert jobs[9] == ["strategy=none", "seed=1", "sweeps=t0_grid"]
     master, loader = _compose(["sweeps=t0_grid", "seed=5"])  # the command line overrides the sweep's params
     jobs, _ = expand_jobs(master, loader)
     assert len(jobs) == 9 and all("seed=5" in job for job in jobs)

@@ -3,13 +3,13 @@ jobs, t_0/scale_lr from the peer rules' jobs, and baselines lead the job list.""
 from hydra_plugins.freezeout_launch.sweeper import drop_redundant_baselines
 
 
-def test_baseline_jobs_lose_freezeout_keys_and_duplicates_and_come_first():
+def test_baseline_jobs_lose_freezeout_keys_and_duplicates_and_lead_their_comparison_group():
     jobs = [[f"strategy={s}", f"t_0={t}", f"scale_lr={lr}", f"seed={seed}"]
             for s in ("cubic", "none") for t in (0.5, 0.8) for lr in ("true", "false") for seed in (0, 1)]
     out = drop_redundant_baselines(jobs)
     assert len(out) == 8 + 2  # 2 t_0 x 2 scale_lr x 2 seeds of cubic, one baseline per seed
-    assert out[:2] == [["strategy=none", "seed=0"], ["strategy=none", "seed=1"]]  # baselines first
-    assert out[2:] == jobs[:8]  # FreezeOut jobs untouched, order kept
+    # seed 0's group (its baseline, then its FreezeOut jobs untouched and in order), then seed 1's
+    assert out == [["strategy=none", "seed=0"], *jobs[:8:2], ["strategy=none", "seed=1"], *jobs[1:8:2]]
 
 
 def test_other_keys_still_make_baselines_distinct():

@@ -82,7 +82,7 @@ def plan(overrides: list[str], step_times: str | None = None, save_step_times: s
     rows = []
     for number, job in enumerate(jobs):
         try:
-            rows.append(_job_row(number, job, master, loader, measure=step_times is None))
+            rows.append(job_row(number, job, master, loader, measure=step_times is None))
         except (ConfigError, HydraException, OmegaConfBaseException, ValueError) as e:  # ValueError: summary
             raise PlanError(f"job #{number} ({' '.join(job)}): {str(e).strip().splitlines()[0]}") from None
     todo = [r for r in rows if r["status"] not in FINAL_STATUSES]
@@ -91,7 +91,7 @@ def plan(overrides: list[str], step_times: str | None = None, save_step_times: s
         r["iterations"], r["seconds"] = predict_row(r, times[r["timing"]])
     if save_step_times:
         write_step_times(save_step_times, times)
-    _print(master, rows, skipped, step_times)
+    print_rows(master, rows, skipped, step_times)
     return rows
 
 
@@ -136,7 +136,7 @@ def expand_jobs(master, loader) -> tuple[list[list[str]], list[tuple[list[str], 
     return jobs, skipped
 
 
-def _job_row(number: int, job: list[str], master, loader, measure: bool) -> dict:
+def job_row(number: int, job: list[str], master, loader, measure: bool) -> dict:
     """One job: its directory and status there, and what its schedule needs (from its config)."""
     cfg = loader.load_sweep_config(master, job)
     run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
@@ -174,14 +174,15 @@ def _timing_key(cfg) -> str:
     c = OmegaConf.to_container(cfg, resolve=True)
     data = ("source", "name", "image_size", "channels", "augment", "kwargs")
     data += ("subset", "val_size") if c["cache_frozen"] else ()  # the cache's store grows with the images
-    key = {"model": c["model"], "data": {k: c["data"][k] for k in data},
+    model = {k: v for k, v in c["model"].items() if k not in ("init", "init_strict")}  # weights: not the step's cost
+    key = {"model": model, "data": {k: c["data"][k] for k in data},
            "optimizer": {k: v for k, v in c["optimizer"].items() if k != "lr"},
            **{k: c[k] for k in ("batch_size", "device", "precision", "channels_last", "compile", "cache_frozen",
                                 "cache_memory_gb", "cache_host")}}
     return json.dumps(key, sort_keys=True)
 
 
-def _print(master, rows: list[dict], skipped: list, step_times: str | None) -> None:
+def print_rows(master, rows: list[dict], skipped: list, step_times: str | None) -> None:
     print(f"sweep dir: {master.hydra.sweep.dir}")
     print(f"{'#':>4}  {'status':<11} {'iterations':>12} {'predicted s':>12}  run directory")
     for r in rows:

@@ -30,6 +30,7 @@ from ..freezing.rules import get_rule, make_controller, realised_times, run_sche
 from ..models.factory import build_run_model
 from ..models.flops import group_costs
 from ..models.report import format_report, grouping_rows
+from ..rundir.load import measure_load
 from ..rundir.lock import hold_run_lock
 from ..rundir.provenance import device_name, git_revision, library_versions
 from ..rundir.records import (
@@ -148,9 +149,11 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
             s.write(run_dir / SUMMARY_FILE)
 
     write(summary)
+    load = measure_load(str(device))  # what shared the machine while it trained (jobs beside it, CPU share)
     try:
-        train_epochs(Run(cfg, model, data, controller, step, generator, run_dir, ipe, write, stop, loggers, pause),
-                     state, summary, partial)
+        with load:
+            train_epochs(Run(cfg, model, data, controller, step, generator, run_dir, ipe, write, stop, loggers, pause),
+                         state, summary, partial)
         if adaptive:  # its schedule is known now: predict from what happened
             times = realised_times(controller.frozen_at, controller.schedule.total_iters)
             summary.layer_times = times
@@ -171,6 +174,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
         summary.status, summary.error = FAILED, f"{type(e).__name__}: {e}"
         raise
     finally:
+        summary.load = load.record()
         summary.finished_at = _now()
         write(summary)
         loggers.log_summary(summary)

@@ -38,13 +38,13 @@ def dry_run(config: DictConfig, loader: Any, baseline_jobs: List[List[str]], spa
     print(f"frontier dry run: search space {_space_text(space)}")
     print("baselines (one per seed):")
     try:
-        rows = [plan._job_row(n, job, config, loader, measure=True) for n, job in enumerate(baseline_jobs)]
+        rows = [plan.job_row(n, job, config, loader, measure=True) for n, job in enumerate(baseline_jobs)]
         times = step_times_of(rows, {}, measure=True)  # every seed's baseline: a fresh run's time too
     except (PlanError, ConfigError, ValueError) as e:
         raise FrontierError(f"frontier dry run: {str(e).strip().splitlines()[0]}") from None
     for r in rows:
         r["iterations"], r["seconds"] = predict_row(r, times[r["timing"]])
-    plan._print(config, rows, [], None)
+    plan.print_rows(config, rows, [], None)
     share = float(config.get("predict_time_share", 0.1))
     fresh = sum(predict_row(dict(r, start=0, iterations=r["total"]), times[r["timing"]])[1] for r in rows)
     baseline_left = sum(r["seconds"] for r in rows if r["status"] not in FINAL_STATUSES)

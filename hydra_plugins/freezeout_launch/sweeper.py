@@ -17,6 +17,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 
 from freezeout.freezing.rules import get_rule, rule_names
+from hydra_plugins.freezeout_launch.groups import comparison_order
 
 
 def _strategy_of(job: List[str]) -> Optional[str]:
@@ -30,8 +31,10 @@ def _strategy_of(job: List[str]) -> Optional[str]:
 def drop_redundant_baselines(jobs: List[List[str]]) -> List[List[str]]:
     """Remove the overrides a job's strategy does not read (each rule declares them: FreezeOut's
     settings from baseline jobs, t_0, scale_lr and const_time from rival rules' jobs), then
-    duplicates; baselines first (otherwise in order), so that a sweep stopped early has baselines
-    to pair its runs with."""
+    duplicates; then comparison group after comparison group (a baseline and the methods compared
+    with it, seed by seed; see :func:`.groups.comparison_order`), so that a sweep stopped early
+    holds complete comparisons and no launcher trains every baseline together under a load
+    their methods do not see."""
     seen, out = set(), []
     for job in jobs:
         strategy = _strategy_of(job)
@@ -40,7 +43,7 @@ def drop_redundant_baselines(jobs: List[List[str]]) -> List[List[str]]:
         if tuple(job) not in seen:
             seen.add(tuple(job))
             out.append(job)
-    return sorted(out, key=lambda job: _strategy_of(job) != "none")  # stable: the rest keep their order
+    return comparison_order(out)
 
 
 @dataclass
