@@ -178,7 +178,7 @@ def compile_groups(model: nn.Module, compile_log: CompileLog, device: torch.devi
     if device is not None and device.type == "cpu" and not _WARNED_CPU[0]:
         _WARNED_CPU[0] = True
         log.warning("compile=true on the CPU: compiling each layer group costs seconds to minutes, more than it "
-                    "saves in a run of this harness's sizes (see docs/performance.md, compile); compile=false trains "
+                    "saves in a run of this harness's sizes (see docs/performance.md, GPU check); compile=false trains "
                     "sooner")
     for index, group in enumerate(model.layer_groups()):
         params = list(group.parameters())
