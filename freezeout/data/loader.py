@@ -32,7 +32,7 @@ class LoaderError(RuntimeError):
 
 @dataclass
 class StreamStats:
-    """What the loaders of a run read: images delivered, and the unreadable ones skipped."""
+    """What the loaders of a run read: images delivered, and the unreadable ones skipped (each once)."""
 
     read: int = 0
     bad: list = field(default_factory=list)
@@ -71,8 +71,10 @@ class Loader:
         for _, name, reason in batch[3]:
             if not self.skip:
                 raise bad_input_error(BadImage(name, reason), stats.read)
-            stats.bad.append(name)
-            log.warning("data: skipped the unreadable image %s (%s); %d skipped so far", name, reason, len(stats.bad))
+            if name not in stats.bad:  # each image counted once, however many epochs meet it
+                stats.bad.append(name)
+                log.warning("data: skipped the unreadable image %s (%s); %d skipped so far", name, reason,
+                            len(stats.bad))
         stats.read += len(batch[1])
         return batch
 
