@@ -100,6 +100,10 @@ class CompileLog:
             if before is not None:
                 self.seconds += compile_seconds_so_far() - before
 
+    def outside(self) -> bool:
+        """Whether no :meth:`timing` block is open (a call inside one is timed by it)."""
+        return self._depth == 0
+
     def max_per_group(self) -> int:
         return max((sum(f.values()) for f in self.graphs.values()), default=0)
 
@@ -141,7 +145,7 @@ class _Forms:
             self.log.eager(self.index)
             return root._call_impl(*args, **kwargs)
         before = graphs_compiled()
-        with self.log.timing():
+        with self.log.timing() if self.log.outside() else contextlib.nullcontext():  # a train step times itself
             if form == "train":
                 out = self.fns[form](root, *args, **kwargs)
             else:
