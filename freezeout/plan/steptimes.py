@@ -17,6 +17,7 @@ from ..models.flops import group_costs
 from ..rundir.provenance import device_name
 from ..rundir.records import write_json_atomic
 from ..speedup.formulas import const_time_iters, flops_speedup, freezing_stages, frozen_groups_at, time_speedup
+from ..speedup.inputmodel import describe, measure_input
 from ..speedup.timemodel import measure_stages, run_batches
 from ..training.checks import validate
 from ..training.devices import configure_backends
@@ -59,6 +60,11 @@ def _measure(cfg, stages: list[int]) -> dict:
     model, data = build_run_model(cfg, device, checked.spec), load_data(cfg.data, device, spec=checked.spec)
     make_step, make_batches = run_step_factory(cfg, device, data.train_x), run_batches(cfg, data)
     seconds, events = measure_stages(model, stages, make_batches, optimizer_factory(cfg.optimizer), make_step)
+    # streamed data: each stage's step as the larger of its computation and the loader's time a batch
+    (seconds, events), info = measure_input(cfg, data, (seconds, events), None, 0)
+    if info.get("input_seconds_per_step") is not None:
+        print(f"  input: {info['loader_images_per_second']:.0f} images/s from the loader; {describe(info)}",
+              file=sys.stderr)
     return {"stage_seconds": seconds, "event_seconds": events, "device": device_name(device)}
 
 

@@ -7,7 +7,8 @@ Before training (``predict_time``) the loader is timed alone (images a second wi
 workers, the model not running: :meth:`~freezeout.data.loader.TrainStream.throughput`) beside the
 per-stage step times, which are timed on batches already on the device. Each stage's predicted
 step is ``max(compute, input)``; the time speedup is predicted from those, and the stage from
-which the run is input-bound and the most FreezeOut can then save are reported.
+which the run is input-bound and the most FreezeOut can then save are reported. With
+``data.workers=0`` nothing overlaps: the input's time adds to every step.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def measure_input(cfg, data, step_times, times: Sequence[float] | None, total_it
     rate = distributed.broadcast(rate)  # rank 0's figure on every process: predictions agree
     per_step = (cfg.batch_size // world) / rate
     compute, events = step_times
-    aware = {k: max(v, per_step) for k, v in compute.items()}
+    aware = input_aware(compute, per_step, overlapped=cfg.data.workers > 0)
     info.update(loader_images_per_second=rate * world, input_seconds_per_step=per_step,
                 compute_step_seconds={str(k): v for k, v in sorted(compute.items())},
                 **input_bound(compute, per_step))
@@ -74,6 +75,13 @@ def measure_input(cfg, data, step_times, times: Sequence[float] | None, total_it
              "unfrozen; %s", rate * world, cfg.data.workers, f" x {world} processes" if world > 1 else "", per_step,
              compute[min(compute)], describe(info))
     return (aware, events), info
+
+
+def input_aware(compute: dict, per_step: float, overlapped: bool = True) -> dict:
+    """Each stage's predicted step: the larger of its computation and the input's time for a
+    batch, which the workers prepare while the step computes; their sum with ``data.workers=0``
+    (the training process decodes, then computes)."""
+    return {k: max(v, per_step) if overlapped else v + per_step for k, v in compute.items()}
 
 
 def input_bound(compute: dict, per_step: float) -> dict:

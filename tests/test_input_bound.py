@@ -1,0 +1,50 @@
+"""The input-aware time model (freezeout/speedup/inputmodel.py): each stage's step predicted as the
+larger of its computation and the loader's time for a batch; the stage from which a run is
+input-bound and the most FreezeOut can then save; measured for a real streamed run and kept in
+its summary beside the data wait it met."""
+from __future__ import annotations
+
+import pytest
+from test_data_stream import RUN, compose_cfg, jpegs  # noqa: F401 (the folder fixture)
+
+from freezeout.speedup.formulas import time_speedup
+from freezeout.speedup.inputmodel import describe, input_aware, input_bound
+from freezeout.training.trainer import train
+
+COMPUTE = {0: 0.10, 1: 0.08, 2: 0.05, 3: 0.03}  # seconds a step by frozen groups
+TIMES = (0.25, 0.5, 0.75, 1.0)
+
+
+def test_input_bound_stage_and_the_most_freezing_can_save():
+    assert input_bound(COMPUTE, 0.06) == {"input_bound_from": 2, "max_saving": pytest.approx(0.4)}
+    assert input_bound(COMPUTE, 0.10) == {"input_bound_from": 0, "max_saving": 0.0}  # the loader bounds it all
+    assert input_bound(COMPUTE, 0.01) == {"input_bound_from": None, "max_saving": None}  # compute-bound
+    line = describe({**input_bound(COMPUTE, 0.06), "input_aware_speedup": 0.2, "compute_only_speedup": 0.4})
+    assert line == "input-bound from stage 2 (2 groups frozen): at most 40% saved (this schedule: 20.0% predicted, " \
+                   "40.0% if the input kept up)"
+
+
+def test_an_input_bound_stage_saves_nothing_more():
+    aware = input_aware(COMPUTE, 0.06)
+    assert aware == {0: 0.10, 1: 0.08, 2: 0.06, 3: 0.06}
+    assert input_aware(COMPUTE, 0.06, overlapped=False) == {k: v + 0.06 for k, v in COMPUTE.items()}  # workers=0
+    # stages a quarter of training each: 0.1, 0.08, then the loader's 0.06 twice, against 0.1
+    assert time_speedup(aware, TIMES) == pytest.approx(1 - (0.10 + 0.08 + 0.06 + 0.06) / 4 / 0.10)
+    assert time_speedup(aware, TIMES) < time_speedup(COMPUTE, TIMES)  # what a compute-only model promises
+
+
+def test_a_streamed_run_measures_its_loader_and_predicts_with_it(jpegs, tmp_path, one_thread):  # noqa: F811
+    cfg = compose_cfg(*RUN, f"data.root={jpegs}", "epochs=10", "predict_time=true", "predict_time_share=1.0",
+                      "data.workers=1")
+    summary = train(cfg, tmp_path)
+    info = summary.input
+    assert summary.status == "completed" and info["loader"] == "stream" and info["workers"] == 1
+    per_step, compute = info["input_seconds_per_step"], info["compute_step_seconds"]
+    assert info["loader_images_per_second"] == pytest.approx(32 / per_step)
+    assert summary.step_seconds == {k: max(v, per_step) for k, v in compute.items()}  # what the prediction used
+    assert summary.predicted_speedup["time"] == pytest.approx(info["input_aware_speedup"])
+    assert info["input_aware_speedup"] <= info["compute_only_speedup"] + 1e-12
+    assert {k: info[k] for k in ("input_bound_from", "max_saving")} == \
+        input_bound({int(k): v for k, v in compute.items()}, per_step)
+    waits = info["data_wait_by_stage"]  # and what training met, stage by stage
+    assert sum(w["steps"] for w in waits.values()) == 60 and all(w["seconds"] > 0 for w in waits.values())
