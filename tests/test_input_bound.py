@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from test_data_stream import RUN, compose_cfg, jpegs  # noqa: F401 (the folder fixture)
 
+from freezeout.models.report import GroupRow, format_report
 from freezeout.speedup.formulas import time_speedup
 from freezeout.speedup.inputmodel import describe, input_aware, input_bound
 from freezeout.training.trainer import train
@@ -22,6 +23,16 @@ def test_input_bound_stage_and_the_most_freezing_can_save():
     line = describe({**input_bound(COMPUTE, 0.06), "input_aware_speedup": 0.2, "compute_only_speedup": 0.4})
     assert line == "input-bound from stage 2 (2 groups frozen): at most 40% saved (this schedule: 20.0% predicted, " \
                    "40.0% if the input kept up)"
+
+
+def test_the_groups_table_marks_the_group_whose_freezing_makes_the_run_input_bound():
+    rows = [GroupRow(i, f"g{i}", 10, 0.25, t) for i, t in enumerate(TIMES)]
+    table = format_report(rows, input_bound_from=2).splitlines()
+    assert table[2].startswith("  1  g1") and table[2].endswith("<- input-bound once frozen: freezing later groups "
+                                                                  "saves no time")
+    assert sum("input-bound" in line for line in table) == 1
+    assert "before any group freezes" in format_report(rows, input_bound_from=0)
+    assert "input-bound" not in format_report(rows)
 
 
 def test_an_input_bound_stage_saves_nothing_more():

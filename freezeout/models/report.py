@@ -46,11 +46,16 @@ def grouping_report(model: nn.Module, input_shape: Sequence[int], times: Sequenc
     return grouping_rows(model.layer_groups(), group_costs(model, input_shape), times)
 
 
-def format_report(rows: Sequence[GroupRow]) -> str:
-    """``rows`` as an aligned text table."""
+def format_report(rows: Sequence[GroupRow], input_bound_from: int | None = None) -> str:
+    """``rows`` as an aligned text table; ``input_bound_from`` (the time model's, streamed data):
+    the group whose freezing makes the loader the bound is marked."""
     width = max([len("group")] + [len(r.name) for r in rows])
     lines = [f"{'#':>3}  {'group':<{width}}  {'params':>11}  {'FLOPs':>6}  {'t_i':>5}"]
     lines += [f"{r.index:>3}  {r.name:<{width}}  {r.params:>11,}  {r.flops_share:>6.1%}  {r.t_i:>5.3f}" for r in rows]
+    if input_bound_from == 0:
+        lines.append("input-bound before any group freezes: the loader sets the pace, freezing saves no time")
+    elif input_bound_from is not None and input_bound_from <= len(rows):
+        lines[input_bound_from] += "  <- input-bound once frozen: freezing later groups saves no time"
     return "\n".join(lines)
 
 

@@ -100,8 +100,6 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
     total_iters, const_time_prediction = cfg.epochs * ipe, None
     schedule = run_schedule(cfg, len(groups), ipe, total_iters)
     costs = group_costs(model, (1, *data.train_x.shape[1:]))
-    log.info("layer groups (%s):\n%s", getattr(model, "grouping", "declared by the model"),
-             format_report(grouping_rows(groups, costs, schedule.times)))
     # The time model measures the untrained model before training: an adaptive rule's every possible stage.
     adaptive, input_shape = get_rule(cfg.strategy.name).adaptive, (1, *data.train_x.shape[1:])
     stages = range(len(groups)) if adaptive else freezing_stages(schedule.times)
@@ -109,6 +107,8 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
                              None if adaptive else schedule.times)  # cache_frozen=auto: its plan, set on make_step
     note_compile(make_step, step_times, None if adaptive else schedule.times, total_iters)
     step_times, input_info = measure_input(cfg, data, step_times, None if adaptive else schedule.times, total_iters)
+    log.info("layer groups (%s):\n%s", getattr(model, "grouping", "declared by the model"),
+             format_report(grouping_rows(groups, costs, schedule.times), input_info.get("input_bound_from")))
     predicted = {"flops": None, "paper": None, "time": None}  # an adaptive rule's: known once it has run
     if not adaptive:
         predicted = predict_run(cfg, model, input_shape, costs, schedule.times, step_times, total_iters)
