@@ -138,7 +138,8 @@ class FrozenPrefixCache:
     def _advance_one(self) -> None:
         """Apply group ``stage`` to the store, chunk by chunk, into the other buffer."""
         target, out = self.stage + 1, None
-        in_bytes = self.stage_bytes(self.stage) // len(self.images) if self.stage else 4 * self.images[0].numel()
+        in_bytes = self.stage_bytes(self.stage) // len(self.images) if self.stage else \
+            4 * torch.Size(self.images.shape[1:]).numel()  # the images as the first group reads them: float32
         rows = self.batch_size or _chunk_rows(self.device, in_bytes, self.stage_bytes(target) // len(self.images))
         for i, j in even_chunks(len(self.images), rows):
             chunk = self.features[i:j]
