@@ -188,7 +188,8 @@ def test_a_pinned_host_store_gives_batches_without_a_host_sync():
         torch.cuda.set_sync_debug_mode("default")
     assert len(rest) == 7 and all(x.device.type == "cuda" for x in rest)
     perm = torch.randperm(256, device="cuda", generator=torch.Generator(device="cuda").manual_seed(0)).cpu()
-    assert torch.equal(first.cpu(), cache.features[perm[:32]]) and torch.equal(rest[-1].cpu(), cache.features[perm[224:]])
+    assert torch.equal(first.cpu(), cache.features[perm[:32]])
+    assert torch.equal(rest[-1].cpu(), cache.features[perm[224:]])
 
 
 @pytest.mark.cuda

@@ -28,7 +28,8 @@ GPU_BENCH = ["bench.t0=[0.5,0.8]", "bench.repeats=1", "bench.cache=false", "benc
 #: Without a GPU: the same pipeline on a tiny model and a few images, to show it works.
 CPU_RUN = ["model=densenet", "model.depth=10", "model.growth_rate=4", "data=torchvision", "data.name=FakeData",
            "+data.kwargs.size=700", "+data.kwargs.image_size=[3,32,32]", "+data.kwargs.num_classes=10",
-           "data.val_size=200", "data.subset=500", "data.download=false", "batch_size=50", "epochs=3", "device=cpu", "log_every=1"]
+           "data.val_size=200", "data.subset=500", "data.download=false", "batch_size=50", "epochs=3", "device=cpu",
+           "log_every=1"]
 CPU_BENCH = ["bench.t0=[0.5,0.8]", "bench.repeats=1", "bench.cache=false", "bench.chunks=2", "bench.chunk_steps=2",
              "bench.threads=1"]
 COLUMNS = ("precision", "baseline img/s", "all-but-head img/s", "realisation t_0=0.5", "realisation t_0=0.8",

@@ -208,7 +208,8 @@ def _finite(loss: float, iteration: int) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x, y: torch.Tensor, precision: str = "fp32", batch_size: int = 500) -> tuple[float, float]:
+def evaluate(model: nn.Module, x, y: torch.Tensor, precision: str = "fp32",
+             batch_size: int = 500) -> tuple[float, float]:
     """Mean cross-entropy and error rate (fraction) of ``model`` on ``(x, y)``, in eval mode (no
     BatchNorm statistic moves); the model's train/eval mode is restored afterwards. Batches of
     near-equal size (at most ``batch_size``): no small last batch for a compiled model."""
