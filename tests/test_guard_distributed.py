@@ -212,6 +212,12 @@ def test_a_run_stopped_after_a_mid_epoch_freeze_resumes_to_the_uninterrupted_wei
     assert records[0][0]["allreduce_bytes_per_step"] > records[0][1]["allreduce_bytes_per_step"]
 
 
+def test_one_process_keeps_its_batchnorm_even_with_sync_bn():
+    model = bn_net()
+    assert runranks.prepare_model(model, sync_bn=True) is model
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
+
+
 @pytest.mark.parametrize("batch_size, near", [(49, 48), (50, 52), (51, 52), (2, 4), (1, 4)])
 def test_a_batch_size_four_processes_cannot_share_suggests_the_nearest_multiple(monkeypatch, batch_size, near):
     from freezeout.errors import ConfigError

@@ -94,6 +94,8 @@ def test_a_plain_module_name_is_that_module_not_every_name_it_begins():
     trace = trace_forward(net, IMAGE)
     specs = explicit_groups(net, trace, [str(i) for i in range(1, 12)])  # "1" is not "10" or "11"
     assert [s.modules for s in specs] == [["1", "0"], *([str(i)] for i in range(2, 12))]  # "0": free, joins 1
+    whole = explicit_groups(net, trace, [".*"])[0].modules  # one group: the model's modules, not the model
+    assert sorted(whole, key=int) == [str(i) for i in range(12)]
     regex = explicit_groups(net, trace, ["1", "[2-9]|10", "11"])
     assert [s.modules for s in regex][1] == [str(i) for i in range(2, 11)]
 
@@ -150,10 +152,29 @@ class NormGroupMatcher(nn.Module):
         return {"stem": r"^stem", "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}
 
 
-def test_a_matchers_final_norm_joins_the_last_block():
+class StemNormMatcher(nn.Module):
+    """A matcher that makes the stem's norm a group of its own, right after the stem's."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3)
+        self.stem_norm = nn.BatchNorm2d(4)
+        self.blocks = nn.Sequential(nn.Conv2d(4, 4, 3), nn.Conv2d(4, 4, 3))
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.fc(self.blocks(self.stem_norm(self.stem(x))).mean((2, 3)))
+
+    def group_matcher(self, coarse=False):
+        return {"stem": r"^stem\.", "blocks": [(r"^stem_norm", (0,)), (r"^blocks\.(\d+)", (1,))]}
+
+
+def test_a_matchers_group_of_norm_layers_alone_joins_the_group_before():
     model = group_model(NormGroupMatcher(), IMAGE)
     assert model.grouping == "timm's group_matcher"
     assert modules_of(model) == [["stem"], ["blocks.0"], ["blocks.1", "norm"], ["pool", "fc"]]
+    assert modules_of(group_model(StemNormMatcher(), IMAGE)) == [["stem", "stem_norm"], ["blocks.0"], ["blocks.1"],
+                                                                 ["fc"]]
     assert timm_groups(nn.Sequential(nn.Linear(2, 2)), trace_forward(nn.Sequential(nn.Linear(2, 2)), (1, 2))) is None
 
 
