@@ -16,6 +16,8 @@ Sections:
   frozen prefix a step with all groups but the head frozen / a forward alone. Target <= 1.25.
   memory        0, half, all but the head frozen: saved activations, parameters, gradients,
                 optimizer state (CUDA allocator peak on GPUs). Target: falls.
+  (streamed data: python -m freezeout.bench.input data.root=DIR: loader and compute images/s, the
+                realisation against the input-aware and the compute-only predictions)
 
 Options (bench.KEY=VALUE):
   bench.strategy=cubic      FreezeOut strategy realised (linear | squared | cubic)
