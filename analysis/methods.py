@@ -38,13 +38,15 @@ def strategy_params(config: dict | None) -> dict[str, Any]:
     return {k: _plain(v) for k, v in strategy.items() if k not in ("name", CACHE_FROZEN)}
 
 
-def cache_frozen(config: dict | None) -> bool:
-    """Whether the config turns on ``cache_frozen`` (top level, or under ``strategy``)."""
+def cache_frozen(config: dict | None) -> bool | str:
+    """Whether the config turns on ``cache_frozen`` (top level, or under ``strategy``): True,
+    False, or ``"auto"`` (the store read only at the stages where it pays), a method of its own."""
     if not isinstance(config, dict):
         return False
     strategy = config.get("strategy")
     nested = strategy.get(CACHE_FROZEN) if isinstance(strategy, dict) else None
-    return bool(config.get(CACHE_FROZEN) or nested)
+    value = config.get(CACHE_FROZEN) or nested
+    return "auto" if value == "auto" else bool(value)
 
 
 def _known(x: Any) -> bool:
@@ -66,7 +68,7 @@ def method_params(r: dict) -> dict[str, Any]:
     if r.get("const_time"):
         params["const_time"] = True
     if r.get(CACHE_FROZEN):
-        params[CACHE_FROZEN] = True
+        params[CACHE_FROZEN] = "auto" if r[CACHE_FROZEN] == "auto" else True
     return params
 
 

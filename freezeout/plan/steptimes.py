@@ -56,8 +56,9 @@ def _measure(cfg, stages: list[int]) -> dict:
     (``predict_time``): its model, data, optimizer and step, through the engine."""
     checked = validate(cfg)
     device = checked.device
-    configure_backends(device)  # as the trainer
-    model, data = build_run_model(cfg, device, checked.spec), load_data(cfg.data, device, spec=checked.spec)
+    configure_backends(device, cfg.precision)  # as the trainer
+    model = build_run_model(cfg, device, checked.spec)
+    data = load_data(cfg.data, device, spec=checked.spec, channels_last=cfg.channels_last)
     make_step, make_batches = run_step_factory(cfg, device, data.train_x), run_batches(cfg, data)
     seconds, events = measure_stages(model, stages, make_batches, optimizer_factory(cfg.optimizer), make_step)
     # streamed data: each stage's step as the larger of its computation and the loader's time a batch

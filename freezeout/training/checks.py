@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from ..config import PRECISIONS
 from ..data import DatasetSpec, check_sizes, dataset_spec, iterations_per_epoch
+from ..data.recipes import augment_recipe
 from ..errors import ConfigError
 from ..freezing.optim import check_optimizer
 from ..freezing.rules import check_strategy_config
@@ -101,10 +102,13 @@ def validate(cfg: DictConfig, check_device: bool = True) -> CheckedRun:
             model = None
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e)) from None
+    need(cfg.cache_frozen is True or cfg.cache_frozen is False or cfg.cache_frozen == "auto",
+         f"cache_frozen={cfg.cache_frozen!r}; allowed: true, false, auto")
     if cfg.cache_frozen:
-        need(not cfg.data.augment, "cache_frozen=true needs data.augment=false: with augmentation a training "
-                                   "image's frozen-prefix output changes every epoch, so it cannot be stored")
-        need(hasattr(model, "forward_from"), f"cache_frozen=true needs a model that is the chain of its layer "
+        cache = f"cache_frozen={str(cfg.cache_frozen).lower()}"
+        need(augment_recipe(cfg.data.augment) == "none", f"{cache} needs data.augment=false: with augmentation a "
+             "training image's frozen-prefix output changes every epoch, so it cannot be stored")
+        need(hasattr(model, "forward_from"), f"{cache} needs a model that is the chain of its layer "
                                              f"groups (densenet, wrn, vgg); model={cfg.model.name} is not")  # timm etc.
         need(cfg.cache_memory_gb > 0, f"cache_memory_gb={cfg.cache_memory_gb}; need > 0")
     return CheckedRun(device, spec, n_train, cfg.batch_size)
