@@ -86,8 +86,6 @@ def test_seconds_trained_before_a_stop_count_in_their_epoch(runs):
     assert runs.resumed.train_seconds == total >= summary["train_seconds"]
 
 
-@pytest.mark.xfail(strict=True, reason="AutoFreeze resumed exactly at a check has no gradients of the step "
-                                       "before it: it reads zero norms and freezes nothing there")
 def test_autofreeze_resumed_exactly_at_a_check_decides_as_the_uninterrupted_run(runs):
     at_check = stop_and_resume(runs.cfg, runs.root / "at-check", runs.check)
     assert at_check.stopped.iteration == runs.check

@@ -78,6 +78,32 @@ def test_autofreeze_count_hand_computed(changes, q, cap, expected):
     assert autofreeze_count(changes, q, cap) == expected
 
 
+def test_autofreeze_skips_a_check_whose_gradients_are_not_finite():
+    """A step the fp16 scaler skipped leaves inf/NaN gradients: that check decides nothing and keeps
+    the last finite norms as its reference (it would otherwise freeze on nonsense changes)."""
+    import torch
+
+    from freezeout.freezing.rules import AutoFreeze
+    from freezeout.freezing.schedule import Schedule
+    from freezeout.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("densenet", 10, 1, depth=10, growth_rate=4)
+    groups = model.layer_groups()
+    controller = AutoFreeze(groups, Schedule((1.0,) * len(groups), 100, 0.1, False, anneal="global"),
+                            lambda pg: torch.optim.SGD(pg, lr=0.1), interval=1, percentile=90.0, max_per_check=3)
+    x, y = torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    controller.step(1)  # the first check: norms become the reference
+    reference = list(controller.previous)
+    assert all(v is not None and math.isfinite(v) for v in reference)
+    next(groups[0].parameters()).grad.fill_(math.inf)
+    assert controller.step(2) == 0 and controller.previous == reference  # no decision, reference kept
+    next(groups[0].parameters()).grad.fill_(0.5)
+    controller.step(3)
+    assert controller.previous != reference  # finite again: the check runs
+
+
 def test_realised_times_are_fractions_of_training():
     assert realised_times([16, 40, None], 80) == [0.2, 0.5, 1.0]
 

@@ -62,6 +62,9 @@ class AutoFreeze(FreezeOut):
         super().__init__(groups, schedule, make_optimizer)
         self.interval, self.percentile, self.max_per_check = interval, percentile, max_per_check
         self.previous: list[float | None] = [None] * len(self.groups)  # norms at the last check
+        #: The gradient norms a checkpoint saved: a run resumed exactly at a check has no gradients
+        #: of the step before it (they are not in the checkpoint), so that check reads these.
+        self.resumed_norms: list[float] | None = None
 
     def step(self, j: int) -> int:
         if j > 0 and j % self.interval == 0 and self.num_frozen < len(self.groups) - 1:
@@ -70,24 +73,38 @@ class AutoFreeze(FreezeOut):
 
     def _check(self, j: int) -> None:
         active = range(self.num_frozen, len(self.groups))
-        norms = {i: _grad_norm(self.groups[i]) for i in active}
+        resumed, self.resumed_norms = self.resumed_norms, None
+        if resumed is not None and not any(p.grad is not None for i in active for p in self.groups[i].parameters()):
+            norms = {i: resumed[i] for i in active}
+        else:
+            norms = dict(zip(active, _grad_norms([self.groups[i] for i in active])))
+        if not all(math.isfinite(v) for v in norms.values()):
+            return  # a step the fp16 scaler skipped left inf/NaN gradients: no decision, no new reference
         if all(self.previous[i] is not None for i in active):
             changes = [relative_change(norms[i], self.previous[i]) for i in active]
             self.freeze_prefix(self.num_frozen + autofreeze_count(changes, self.percentile, self.max_per_check), j)
         self.previous = [norms.get(i) for i in range(len(self.groups))]
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "previous": list(self.previous)}
+        return {**super().state_dict(), "previous": list(self.previous), "norms": _grad_norms(self.groups)}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.previous = list(state["previous"])
+        self.resumed_norms = state.get("norms")
 
 
-def _grad_norm(group) -> float:
-    """L2 norm of a group's current gradients (0.0 when none has one)."""
-    grads = [p.grad for p in group.parameters() if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item() if grads else 0.0
+def _grad_norms(groups: Sequence) -> list[float]:
+    """L2 norm of each group's current gradients (0.0 for a group where none has one), read back
+    from the device in one transfer (one host sync per check, not one per group)."""
+    norms = []
+    for group in groups:
+        grads = [p.grad for p in group.parameters() if p.grad is not None]
+        norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+                     if grads else None)
+    device = next((n.device for n in norms if n is not None), torch.device("cpu"))
+    values = [n if n is not None else torch.zeros((), device=device) for n in norms]
+    return torch.stack([v.float().to(device) for v in values]).tolist() if values else []
 
 
 def _schedule(strategy: Mapping[str, Any], run: ScheduleInputs) -> Schedule:
