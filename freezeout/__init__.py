@@ -7,7 +7,7 @@ analysis package relies on that).
 from importlib import import_module
 
 _EXPORTS = {
-    "FreezeController": "freezing.library", "FreezeOut": "freezing.controller", "freeze_module": "freezing.controller",
+    "FreezeController": "integrations.controller", "FreezeOut": "freezing.controller", "freeze_module": "freezing.controller",
     "layer_times": "freezing.schedule", "learning_rate": "freezing.schedule", "Schedule": "freezing.schedule",
     "calc_speedup": "speedup.timemodel", "flops_speedup": "speedup.formulas", "paper_speedup": "speedup.formulas",
     "time_speedup": "speedup.formulas", "group_costs": "models.flops", "train": "training.trainer",

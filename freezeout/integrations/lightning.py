@@ -26,7 +26,7 @@ except ImportError:  # the older package name, else say how to install it
     except ImportError:
         raise ImportError("freezeout.integrations.lightning needs Lightning: pip install 'freezeout[lightning]'") from None
 
-from ..freezing.library import FreezeController
+from .controller import FreezeController
 
 
 class FreezeOutCallback(pl.Callback):

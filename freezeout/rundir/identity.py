@@ -30,7 +30,9 @@ def run_name_excluded_keys() -> list[str]:
     command line can set (Hydra's exclude_keys match whole override keys)."""
     trackers = [f"logger.{name}{'.' + key if key else ''}" for name, keys in TRACKER_SETTINGS.items()
                 for key in ("", *keys)]
-    return [*NON_SEMANTIC_KEYS, *trackers]
+    # The initial weights are part of what a run is (the resume check compares them), but a path
+    # in a directory name would nest directories.
+    return [*NON_SEMANTIC_KEYS, *trackers, "model.init"]
 
 
 def register_run_name_resolver() -> None:

@@ -10,6 +10,7 @@ what is allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -86,6 +87,9 @@ def validate(cfg: DictConfig, check_device: bool = True) -> CheckedRun:
         unknown = sorted(set(model_kwargs(cfg)) - set(model_hparams(cfg.model.name)))
         need(not unknown, f"model={cfg.model.name} has no hyperparameter {', '.join(unknown)}; "
                           f"allowed: {', '.join(model_hparams(cfg.model.name))}")
+    init = cfg.model.get("init")
+    need(init is None or Path(str(init)).expanduser().is_file(),
+         f"model.init={init!r} is not a file; give a saved state_dict or a checkpoint holding one")
     spec = dataset_spec(cfg.data)
     n_train = check_sizes(cfg.data, spec, with_test=cfg.eval_test)
     need(cfg.batch_size <= n_train,

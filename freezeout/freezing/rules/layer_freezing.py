@@ -48,5 +48,5 @@ def _check(strategy: Mapping[str, Any]) -> None:
     need(0.0 < strategy["freeze_level"] <= 1.0, strategy, "freeze_level", "(0, 1]")
 
 
-register(Rule("layer_freezing", _schedule, options=("freeze_start", "freeze_level"), unread=tuple(SCHEDULE_KEYS),
+register(Rule("layer_freezing", _schedule, at_epoch_ends=True, options=("freeze_start", "freeze_level"), unread=tuple(SCHEDULE_KEYS),
               refuses_unread=True, check=_check))

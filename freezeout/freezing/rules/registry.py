@@ -44,6 +44,7 @@ class Rule:
     #: ``controller(strategy_cfg, groups, schedule, make_optimizer)``; None: the plain controller.
     controller: Callable[..., Any] | None = None
     adaptive: bool = False  # its freezing times are known only once it has run
+    at_epoch_ends: bool = False  # it decides at epoch ends (a loop must say how many steps an epoch has)
     freezeout: bool = False  # one of FreezeOut's own schedules (the paper's estimate applies)
     options: tuple[str, ...] = ()  # its own settings, ``strategy.KEY``
     #: Top-level settings it does not read. ``refuses_unread``: setting one of SCHEDULE_KEYS to

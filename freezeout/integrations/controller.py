@@ -24,12 +24,12 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from ..config import config_dir
+from ..freezing.rules import check_strategy_config, get_rule, make_controller, realised_times, strategy_schedule
+from ..freezing.rules.registry import SCHEDULE_KEYS
 from ..models.adapters import group_model
 from ..models.base import LayerGroup
 from ..models.flops import group_costs
 from ..speedup.formulas import flops_speedup
-from .rules import check_strategy_config, get_rule, make_controller, realised_times, strategy_schedule
-from .rules.registry import SCHEDULE_KEYS
 
 
 class FreezeController:
@@ -65,8 +65,8 @@ class FreezeController:
         settings = {"t_0": SCHEDULE_KEYS["t_0"] if t_0 is None else t_0,
                     "scale_lr": SCHEDULE_KEYS["scale_lr"] if scale_lr is None else scale_lr}
         check_strategy_config({"strategy": strategy, **settings})
-        if rule == "layer_freezing" and steps_per_epoch is None:
-            raise ValueError("rule=layer_freezing freezes at epoch ends: give steps_per_epoch")
+        if get_rule(rule).at_epoch_ends and steps_per_epoch is None:
+            raise ValueError(f"rule={rule} freezes at epoch ends: give steps_per_epoch")
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.model, layer_groups = _grouped(model, groups, self.input_shape)
         self.rule, self.total_steps = rule, total_steps
