@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,25 @@ def test_two_processes_stream_disjoint_halves(jpegs, tmp_path):
         for whole, h0, h1 in zip(single, *halves):
             assert len(h0) == len(h1) == 16 and not set(h0) & set(h1) and h0 + h1 == whole
     assert ranks[0]["single"]["1"] != ranks[0]["single"]["2"]
+
+
+def test_ctrl_c_to_the_process_group_stops_a_streamed_run_cleanly(jpegs, tmp_path):
+    """Ctrl-C reaches the loader's workers too: they leave it to the run, which stops at a step
+    boundary with a checkpoint; the same command resumes it."""
+    args = [*RUN, f"data.root={jpegs}", "epochs=3", "log_every=1", f"hydra.run.dir={tmp_path / 'run'}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("FREEZEOUT_LAUNCH_ID", None)
+    proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # the whole group, as a terminal's Ctrl-C
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "to resume, run the same command" in err and "worker" not in err
+    again = subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [r["epoch"] for r in read_metrics(metrics)] == [1, 2, 3]

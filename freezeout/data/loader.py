@@ -12,6 +12,7 @@ Failures end in one line: an unreadable image (named, with how many were read) u
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -46,7 +47,8 @@ class Loader:
         workers = opts.workers
         self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=workers, collate_fn=collate,
                                  pin_memory=device.type == "cuda", persistent_workers=persistent and workers > 0,
-                                 prefetch_factor=opts.prefetch if workers > 0 else None)
+                                 prefetch_factor=opts.prefetch if workers > 0 else None,
+                                 worker_init_fn=_ignore_stop_signals if workers > 0 else None)
         self.dataset, self.device, self.skip = dataset, device, opts.skip_bad_images
 
     def next(self, it, stats: StreamStats, where: str):
@@ -56,12 +58,11 @@ class Loader:
         except StopIteration:
             raise
         except RuntimeError as e:
-            text = " ".join(str(e).split())
-            if "DataLoader worker" in text and ("exited unexpectedly" in text or "killed" in text):
-                raise LoaderError(f"a data loader worker died ({text[:160]}) {where}, after {stats.read} images "
-                                  "were read; checkpoints already written are intact: run the same command to "
-                                  "resume") from None
-            raise LoaderError(f"a data loader worker failed {where}: {_worker_error(text)}") from None
+            died = worker_died(e, stats, where)
+            if died is not None:
+                raise died from None
+            raise LoaderError(f"a data loader worker failed {where}: {_worker_error(' '.join(str(e).split()))}") \
+                from None
         except Exception as e:  # re-raised from a worker with its traceback in the message
             raise LoaderError(f"a data loader worker failed {where}: {_worker_error(str(e), e)}") from None
         return self.checked(batch, stats, where)
@@ -77,6 +78,24 @@ class Loader:
                             len(stats.bad))
         stats.read += len(batch[1])
         return batch
+
+
+def worker_died(error: BaseException, stats: StreamStats, where: str) -> LoaderError | None:
+    """The one line for a worker's death, if ``error`` is PyTorch's report of one (raised where
+    the loader is read, or anywhere by its SIGCHLD handler); else None."""
+    text = " ".join(str(error).split())
+    if not (isinstance(error, RuntimeError) and "DataLoader worker" in text
+            and ("exited unexpectedly" in text or "killed by signal" in text)):
+        return None
+    return LoaderError(f"a data loader worker died ({text[:160]}) {where}, after {stats.read} images were read; "
+                       "checkpoints already written are intact: run the same command to resume")
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """A worker leaves SIGINT to the training process: Ctrl-C reaches the whole process group,
+    and a worker that died of it would turn the clean stop at the next step boundary into a
+    failure. (SIGTERM stays: the loader's own shutdown may terminate a worker with it.)"""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _worker_error(text: str, error: BaseException | None = None) -> str:

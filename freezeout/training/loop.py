@@ -24,6 +24,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ..data import Splits, epoch_permutation, train_batches
+from ..data.loader import worker_died
 from ..distributed import process_group as distributed
 from ..errors import ConfigError
 from ..distributed import ranks as runranks
@@ -199,6 +200,11 @@ def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: Parti
                             val_err=val_err)
             log.info("epoch %d/%d  loss %.4f  val err %.2f%%  frozen %d/%d  train %.1f s  eval %.1f s",
                      epoch, epochs, result.loss, 100 * val_err, controller.num_frozen, n, seconds, eval_seconds)
+    except RuntimeError as e:  # a streamed run's worker died: PyTorch may say so anywhere (its SIGCHLD handler)
+        died = worker_died(e, data.stream.stats, f"in epoch {state.epoch + 1}") if data.stream is not None else None
+        if died is None:
+            raise
+        raise died from None
     finally:
         progress.close()
 
