@@ -79,9 +79,11 @@ def analysed(sweep: Path, out: Path) -> list[tuple]:
 
 def assert_same_analysis(got: list[tuple], expected: list[tuple]) -> None:
     assert [g[:-1] for g in got] == [e[:-1] for e in expected]
-    # The same computation; only the CPU thread count differs (1 per job in parallel), which may
-    # move a float rounding, not the result: at most a few of the 500 validation images.
-    assert [g[-1] for g in got] == pytest.approx([e[-1] for e in expected], abs=0.01)
+    # The same computation; only the CPU thread count differs (1 per job in parallel), which moves
+    # float roundings. One epoch of 16 steps leaves the tiny model near chance (loss ~ ln 10), where
+    # that moves up to 15 of the 500 validation images: the baseline alone, in one process, gave
+    # 0.908 on 2 threads and 0.938 on 1.
+    assert [g[-1] for g in got] == pytest.approx([e[-1] for e in expected], abs=0.05)
 
 
 def check_completed_sweep(proc, sweep: Path, launcher: str) -> None:
