@@ -201,8 +201,9 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
     t = torch.from_numpy(images)
     values = torch.arange(256, dtype=torch.float64) / 255
     means, stds = [], []
-    for c in range(images.shape[-1]):
-        counts = torch.bincount(t[..., c].reshape(-1), minlength=256).double()
+    for c in range(images.shape[-1]):  # a chunk of images at a time: a channel is strided in NCHW memory
+        counts = sum(torch.bincount(t[i:i + 4096, ..., c].reshape(-1), minlength=256).double()
+                     for i in range(0, len(t), 4096))
         mean = (counts * values).sum() / counts.sum()
         var = (counts * (values - mean) ** 2).sum() / counts.sum()
         means.append(mean.item())
