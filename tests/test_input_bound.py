@@ -59,3 +59,13 @@ def test_a_streamed_run_measures_its_loader_and_predicts_with_it(jpegs, tmp_path
         input_bound({int(k): v for k, v in compute.items()}, per_step)
     waits = info["data_wait_by_stage"]  # and what training met, stage by stage
     assert sum(w["steps"] for w in waits.values()) == 60 and all(w["seconds"] > 0 for w in waits.values())
+
+
+def test_the_input_benchmark_takes_its_settings_apart():
+    from freezeout.bench.input import parse
+    from freezeout.errors import ConfigError
+
+    s, overrides = parse(["data.root=/x", "bench.workers=[0,2]", "bench.repeats=2", "epochs=1"])
+    assert (s.workers, s.repeats, overrides) == ([0, 2], 2, ["data.root=/x", "epochs=1"])
+    with pytest.raises(ConfigError, match="bench.t0=1.0: need a value in"):
+        parse(["bench.t0=1.0"])
