@@ -53,7 +53,7 @@ from .settings import GPU_LOG_EVERY, compose_run, parse, say
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; returns the results (also written to ``bench.out`` as JSON)."""
-    from ..data import batch_stream, load_data
+    from ..data import augment_recipe, batch_stream, load_data
     from ..distributed import process_group as distributed
     from ..models.factory import build_run_model
     from ..rundir.provenance import device_name, git_revision, library_versions
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = load_data(cfg.data, device, spec=checked.spec, channels_last=cfg.channels_last)
     model0 = build_run_model(cfg, device, checked.spec).train()
     n = len(model0.layer_groups())
-    s.cache = s.cache and not cfg.data.augment and hasattr(model0, "forward_from")  # where the cache applies
+    s.cache = s.cache and augment_recipe(cfg.data.augment) == "none" and hasattr(model0, "forward_from")  # cache applies
     results = {
         "settings": {**vars(s), "overrides": overrides, "threads_used": torch.get_num_threads()},
         "environment": {"device": device_name(device), "versions": library_versions(), "git_revision": git_revision(),
