@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = load_data(cfg.data, device, spec=checked.spec, channels_last=cfg.channels_last)
     model0 = build_run_model(cfg, device, checked.spec).train()
     n = len(model0.layer_groups())
-    s.cache = s.cache and augment_recipe(cfg.data.augment) == "none" and hasattr(model0, "forward_from")  # cache applies
+    s.cache = s.cache and augment_recipe(cfg.data.augment) == "none" and hasattr(model0, "forward_from")  # it applies
     results = {
         "settings": {**vars(s), "overrides": overrides, "threads_used": torch.get_num_threads()},
         "environment": {"device": device_name(device), "versions": library_versions(), "git_revision": git_revision(),
