@@ -1,36 +1,20 @@
-"""Shared fixtures: real Fashion-MNIST (the system copy, unpacked once per session), tiny run
-settings, and a helper that runs ``run.py`` in a subprocess as a user would."""
+"""Shared fixtures: real Fashion-MNIST (the system copy, unpacked once per session), one torch
+thread, and the one config-compose fixture for tiny real runs. Shared functions and constants are
+in helpers.py (tests import them from there, never from this file)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from helpers import TINY, compose_cfg
 
-REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("FREEZEOUT_ROOT", str(REPO))  # sweeps/ as a config group for compose()
+from freezeout.rundir.identity import register_run_name_resolver
 
-from freezeout.rundir.identity import register_run_name_resolver  # noqa: E402
-
-register_run_name_resolver()  # composing with Hydra's own config names run directories with it, as run.py does
-
-#: A real run small enough for a test: DenseNet-BC L=10 k=4 on 512 Fashion-MNIST images.
-TINY = [
-    "data=fashion_mnist", "data.subset=512", "data.val_size=500", "model=densenet", "model.depth=10",
-    "model.growth_rate=4", "epochs=3", "batch_size=32", "device=cpu", "progress=false",
-]
+# Tests that compose Hydra's own node themselves need the run-name resolver, as run.py registers it.
+register_run_name_resolver()
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs an NVIDIA GPU; skipped with the reason without one "
                                        "(make gpu-check runs them: pytest -m cuda)")
-
-
-#: Skips a CUDA-marked test where no GPU is visible, saying so.
-needs_cuda = pytest.mark.skipif("not __import__('torch').cuda.is_available()",
-                                reason="no CUDA GPU visible (run on a machine with an NVIDIA GPU: make gpu-check)")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +30,7 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def fmnist_root(tmp_path_factory) -> Path:
+def fmnist_root(tmp_path_factory):
     """A data root holding Fashion-MNIST, unpacked from the system copy (no network needed)."""
     from freezeout.data import _provide_fashion_mnist
 
@@ -55,10 +39,10 @@ def fmnist_root(tmp_path_factory) -> Path:
     return root
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None
-            ) -> subprocess.CompletedProcess:
-    """``python run.py ARGS`` in a subprocess; returns the completed process (text output)."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env.pop("FREEZEOUT_LAUNCH_ID", None)
-    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd or REPO,
-                          capture_output=True, text=True, timeout=timeout, env=full_env)
+@pytest.fixture
+def tiny_cfg(fmnist_root):
+    """``tiny_cfg(*overrides)``: the config of a tiny real run (:data:`helpers.TINY`) on the
+    session's Fashion-MNIST, with ``overrides`` on top."""
+    def compose(*overrides: str, hydra: bool = False):
+        return compose_cfg(*TINY, f"data.root={fmnist_root}", *overrides, hydra=hydra)
+    return compose
