@@ -20,7 +20,10 @@ REPO_PATH = re.compile(r"(?<![\w/$.~-])((?:freezeout|analysis|hydra_plugins|conf
                        r"/[\w./-]*)")
 #: A dotted module name of the project (freezeout.rundir.records.RunSummary, python -m freezeout.plan).
 DOTTED = re.compile(r"(?<![\w./-])((?:freezeout|analysis)(?:\.\w+)+)")
-COMMAND = re.compile(r"^(?:python run\.py|python -m freezeout\.(?:plan|groups))(?=\s|$)")
+#: A command whose arguments are a run's overrides: run.py, the plan and groups modules, and the
+#: freezeout command's train, plan and groups (also as ``python -m freezeout``).
+COMMAND = re.compile(r"^(?:python run\.py|python -m freezeout\.(?:plan|groups)"
+                     r"|(?:python -m )?freezeout (?:train|plan|groups))(?=\s|$)")
 
 
 def rel(path: Path) -> str:
@@ -48,13 +51,13 @@ def bash_lines(path: Path, section: str | None = None) -> list[str]:
 
 
 def overrides_of(line: str) -> list[str] | None:
-    """The Hydra overrides of a ``python run.py`` (or plan / groups) line, or None for a line that
-    compose cannot stand for: a sweep (-m), torchrun, --cfg, a continued line, a shell variable."""
-    if not COMMAND.match(line) or line.endswith("\\") or "$" in line:
+    """The Hydra overrides of a ``python run.py`` (or plan / groups, or ``freezeout train|plan|groups``)
+    line, or None for a line that compose cannot stand for: a sweep (-m), torchrun, --cfg, a
+    continued line, a shell variable."""
+    command = COMMAND.match(line)
+    if not command or line.endswith("\\") or "$" in line:
         return None
-    words = shlex.split(line, comments=True)[2:]
-    if words and words[0] in ("freezeout.plan", "freezeout.groups"):
-        words = words[1:]
+    words = shlex.split(line[command.end():], comments=True)  # after the command (and its subcommand)
     if {"-m", "--multirun", "--cfg", "--help"} & set(words) or any(w.startswith("--") for w in words):
         return None
     return words
@@ -123,6 +126,12 @@ def test_the_checks_can_fail(tmp_path):
     assert _module_exists("freezeout.rundir.records.RunSummary")
     assert overrides_of("python run.py -m sweeps=strategies") is None
     assert overrides_of("python run.py t_0=0.5   # a comment") == ["t_0=0.5"]
+    assert overrides_of("freezeout train t_0=0.5") == ["t_0=0.5"]
+    assert overrides_of("python -m freezeout groups model=timm") == ["model=timm"]
+    assert overrides_of("python -m freezeout.plan sweeps=strategies") == ["sweeps=strategies"]
+    assert overrides_of("freezeout train -m sweeps=strategies") is None
+    assert overrides_of("freezeout analyze multirun/x") is None
+    assert overrides_of("freezeout trainer t_0=0.5") is None
 
 
 def _usage_commands() -> list[str]:
@@ -156,7 +165,7 @@ def test_usage_block_has_commands():
 
 
 def _id(line: str) -> str:
-    return line.split("#")[0].split()[1 if line.startswith("python run.py") else 2] + " " + " ".join(overrides_of(line))
+    return COMMAND.match(line).group(0) + ": " + " ".join(overrides_of(line))
 
 
 @pytest.mark.parametrize("line", _usage_commands(), ids=_id)
