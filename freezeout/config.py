@@ -1,7 +1,10 @@
-"""The config schema (registered in Hydra's ConfigStore) and the range checks types cannot express.
+"""The config schema (registered in Hydra's ConfigStore), where the shipped configs live, and how
+a run config is composed outside ``freezeout train``.
 
 Types are enforced by Hydra when composing (``t_0=abc`` fails there, naming the key); ranges and
-names are checked by :func:`validate` before any data is loaded or any file is written.
+names are checked by :func:`freezeout.training.checks.validate` before any data is loaded or any
+file is written. This module imports nothing of the project but its errors and the run identity's
+resolver, so every package may import the schema.
 """
 from __future__ import annotations
 
