@@ -1,12 +1,19 @@
 """Batches drawn in memory with ``random_resized_crop_flip`` on images that are not square: crops
 reach both ends of the long side (a box drawn for the transposed image would stay near the
-origin), never leave the image, and each crop comes with its own image's label."""
+origin), never leave the image, and each crop comes with its own image's label. An unreadable
+image in an image folder's train/ or val/ names exactly how many images were read before it."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from freezeout.data import load_data
 from freezeout.data.batches import train_batches
+from freezeout.data.common import options
+from freezeout.data.folder import split_items
+from freezeout.errors import ConfigError
 
 
 @pytest.mark.parametrize("h, w", [(8, 48), (48, 8)])
@@ -24,3 +31,22 @@ def test_resized_crops_of_a_long_image_reach_both_ends_of_it(h, w):
         seen.append(along)
     along = torch.cat(seen)
     assert along.amin(dim=(1, 2, 3)).min() < 2 and along.amax(dim=(1, 2, 3)).max() > max(h, w) - 3
+
+
+def test_a_bad_image_says_how_many_were_read_before_it_in_train_and_in_val(tmp_path):
+    gen = np.random.default_rng(0)
+    for split, per_class in (("train", 6), ("val", 3)):
+        for name in ("ant", "bee"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for k in range(per_class):
+                Image.fromarray(gen.integers(0, 256, (6, 6), dtype=np.uint8)).save(tmp_path / split / name / f"{k}.png")
+    opts = {"source": "image_folder", "name": "pngs", "root": str(tmp_path), "loader": "memory"}
+    train, val, _ = split_items(options(opts), 12, False)
+    cases = [(val, 4, 12 + 4), (train, 5, 5)]  # val is read after the 12 training images
+    for items, index, read in cases:
+        bad = items[index][0]
+        good = bad.read_bytes()
+        bad.write_bytes(good[:60])
+        with pytest.raises(ConfigError, match=rf"; {read} images were read before it: "):
+            load_data(opts, torch.device("cpu"))
+        bad.write_bytes(good)

@@ -1,0 +1,44 @@
+"""The frozen-prefix store looks like the batches it serves at every stage it reads (its shape and
+dtype are the stored rows', the images' while it reads them), and a real run's best validation
+error is the lowest of its epochs' (in the summary and in the checkpoint a resume goes on from)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from freezeout.freezing.controller import freeze_module
+from freezeout.models import build_model
+from freezeout.rundir.records import read_metrics
+from freezeout.training.cache import FrozenPrefixCache
+from freezeout.training.trainer import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_the_store_has_the_shape_and_dtype_of_the_rows_it_serves():
+    torch.manual_seed(0)
+    model = build_model("densenet", 10, 1, depth=10, growth_rate=4)
+    for g in model.groups[:3]:
+        freeze_module(g)
+    images = torch.randn(6, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    everything = torch.arange(len(images))
+    cache = FrozenPrefixCache(model, images, 1e9)
+    assert cache.shape == images.shape and cache.dtype == images.dtype
+    shapes = set()
+    for k in (1, 2, 3):
+        assert cache.advance(k) == k
+        rows = cache[everything]
+        assert cache.shape == rows.shape and cache.dtype == rows.dtype, k
+        shapes.add(cache.shape)
+    assert len(shapes) == 3  # each stage's store has its own shape: the check above tells them apart
+    auto = FrozenPrefixCache(model, images, 1e9, stages={2})
+    assert auto.advance(1) == 0 and auto.shape == images.shape  # a stage outside the plan reads the images
+    assert auto.advance(2) == 2 and auto.shape == auto[everything].shape
+
+
+def test_the_best_validation_error_is_the_lowest_of_the_epochs(tiny_cfg, tmp_path):
+    summary = train(tiny_cfg("epochs=2", "strategy=none"), tmp_path)
+    errors = [r["val_err"] for r in read_metrics(tmp_path / "metrics.jsonl")]
+    assert len(set(errors)) == 2  # the epochs differ: the lowest is one of them, not both
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["loop"]["best_val_err"]
+    assert summary.best_val_err == saved == min(errors)
