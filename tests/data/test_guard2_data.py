@@ -1,7 +1,8 @@
 """Batches drawn in memory with ``random_resized_crop_flip`` on images that are not square: crops
 reach both ends of the long side (a box drawn for the transposed image would stay near the
 origin), never leave the image, and each crop comes with its own image's label. An unreadable
-image in an image folder's train/ or val/ names exactly how many images were read before it."""
+image in an image folder's train/ or val/ names exactly how many images were read before it; a
+val/ or test/ folder that lacks a class of train/ is refused, naming it."""
 from __future__ import annotations
 
 import numpy as np
@@ -33,14 +34,19 @@ def test_resized_crops_of_a_long_image_reach_both_ends_of_it(h, w):
     assert along.amin(dim=(1, 2, 3)).min() < 2 and along.amax(dim=(1, 2, 3)).max() > max(h, w) - 3
 
 
-def test_a_bad_image_says_how_many_were_read_before_it_in_train_and_in_val(tmp_path):
+def write_folder(root, splits, classes=("ant", "bee")):
+    """``root/<split>/<class>/<k>.png``: ``splits`` maps each split to its images per class."""
     gen = np.random.default_rng(0)
-    for split, per_class in (("train", 6), ("val", 3)):
-        for name in ("ant", "bee"):
-            (tmp_path / split / name).mkdir(parents=True)
+    for split, per_class in splits.items():
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
             for k in range(per_class):
-                Image.fromarray(gen.integers(0, 256, (6, 6), dtype=np.uint8)).save(tmp_path / split / name / f"{k}.png")
-    opts = {"source": "image_folder", "name": "pngs", "root": str(tmp_path), "loader": "memory"}
+                Image.fromarray(gen.integers(0, 256, (6, 6), dtype=np.uint8)).save(root / split / name / f"{k}.png")
+    return {"source": "image_folder", "name": "pngs", "root": str(root), "loader": "memory"}
+
+
+def test_a_bad_image_says_how_many_were_read_before_it_in_train_and_in_val(tmp_path):
+    opts = write_folder(tmp_path, {"train": 6, "val": 3})
     train, val, _ = split_items(options(opts), 12, False)
     cases = [(val, 4, 12 + 4), (train, 5, 5)]  # val is read after the 12 training images
     for items, index, read in cases:
@@ -50,3 +56,14 @@ def test_a_bad_image_says_how_many_were_read_before_it_in_train_and_in_val(tmp_p
         with pytest.raises(ConfigError, match=rf"; {read} images were read before it: "):
             load_data(opts, torch.device("cpu"))
         bad.write_bytes(good)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_a_split_that_lacks_a_class_of_train_is_refused_naming_it(tmp_path, split):
+    opts = write_folder(tmp_path, {"train": 4, split: 2}, classes=("ant", "bee", "cow"))
+    for png in (tmp_path / split / "bee").iterdir():
+        png.unlink()
+    (tmp_path / split / "bee").rmdir()
+    refused = rf"{split} must have the class folders of .*: missing \['bee'\], not in train \[\]$"
+    with pytest.raises(ConfigError, match=refused):
+        load_data(opts, torch.device("cpu"), with_test=True)

@@ -1,7 +1,11 @@
 """The frozen-prefix store looks like the batches it serves at every stage it reads (its shape and
-dtype are the stored rows', the images' while it reads them), and a real run's best validation
-error is the lowest of its epochs' (in the summary and in the checkpoint a resume goes on from)."""
+dtype are the stored rows', the images' while it reads them). A real run stopped mid-epoch
+records where it stopped: its checkpoint says it stopped inside an epoch, its summary counts the
+steps' waits up to the stop; resumed, its best validation error is the lowest of its epochs'."""
 from __future__ import annotations
+
+import json
+import signal
 
 import pytest
 import torch
@@ -10,6 +14,7 @@ from freezeout.freezing.controller import freeze_module
 from freezeout.models import build_model
 from freezeout.rundir.records import read_metrics
 from freezeout.training.cache import FrozenPrefixCache
+from freezeout.training.signals import Interrupted
 from freezeout.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -36,9 +41,24 @@ def test_the_store_has_the_shape_and_dtype_of_the_rows_it_serves():
     assert auto.advance(2) == 2 and auto.shape == auto[everything].shape
 
 
-def test_the_best_validation_error_is_the_lowest_of_the_epochs(tiny_cfg, tmp_path):
-    summary = train(tiny_cfg("epochs=2", "strategy=none"), tmp_path)
+def test_a_run_stopped_mid_epoch_records_where_it_stopped_and_resumes_to_its_best(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("epochs=2", "strategy=none", "log_every=4")  # 16 steps an epoch
+
+    def pause(j: int) -> None:
+        if j == 20:
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        train(cfg, tmp_path, pause=pause)
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert checkpoint["loader"] == {"kind": "memory", "iteration": 20, "in_epoch": True}
+    stopped = json.loads((tmp_path / "summary.json").read_text())["input"]
+    assert stopped["data_wait_by_stage"]["0"]["steps"] == 20  # every step up to the stop, not the last epoch's
+    assert stopped["data_wait_seconds"] == checkpoint["loop"]["data_wait_seconds"]
+
+    summary = train(cfg, tmp_path)
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert checkpoint["loader"] == {"kind": "memory", "iteration": 32, "in_epoch": False}
     errors = [r["val_err"] for r in read_metrics(tmp_path / "metrics.jsonl")]
     assert len(set(errors)) == 2  # the epochs differ: the lowest is one of them, not both
-    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["loop"]["best_val_err"]
-    assert summary.best_val_err == saved == min(errors)
+    assert summary.best_val_err == checkpoint["loop"]["best_val_err"] == min(errors)
