@@ -73,7 +73,10 @@ def test_two_launches_of_one_sweep_train_each_run_once(tmp_path, fmnist_root):
 
 @pytest.mark.slow
 def test_sigint_stops_cleanly_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path, fmnist_root):
-    args = [*TINY, f"data.root={fmnist_root}", "epochs=3", "data.subset=2048", "strategy=cubic", "t_0=0.5"]
+    # log_every=1: a stop request is honoured at the next step (an epoch here can take 0.2 s on a quiet
+    # machine, less than the default's 50 steps between checks); it changes no number a run computes.
+    args = [*TINY, f"data.root={fmnist_root}", "epochs=3", "data.subset=2048", "strategy=cubic", "t_0=0.5",
+            "log_every=1"]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert run_cli(*args, f"hydra.run.dir={straight}").returncode == 0
 
@@ -82,8 +85,7 @@ def test_sigint_stops_cleanly_and_the_resumed_run_equals_an_uninterrupted_one(tm
     deadline = time.time() + 300
     while not (stopped / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 2
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)  # epoch 1 is saved: the stop lands in epoch 2
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
@@ -91,7 +93,7 @@ def test_sigint_stops_cleanly_and_the_resumed_run_equals_an_uninterrupted_one(tm
         f"{stopped}" in err
     summary = json.loads((stopped / "summary.json").read_text())
     done = summary["iterations_done"]  # 64 iterations an epoch; the signal lands in epoch 2 (3 on a busy machine)
-    assert summary["status"] == "interrupted" and 64 < done < 192, done
+    assert summary["status"] == "interrupted" and 64 <= done < 192, done
     assert [r["epoch"] for r in read_metrics(stopped / "metrics.jsonl")] == list(range(1, done // 64 + 1))
 
     resumed = run_cli(*args, f"hydra.run.dir={stopped}")
