@@ -43,12 +43,9 @@ import time
 from pathlib import Path
 
 import torch
-from hydra.errors import HydraException
-from omegaconf.errors import OmegaConfBaseException
 
-from ..errors import ConfigError
 from .sections import memory, realisation, step_costs
-from .settings import GPU_LOG_EVERY, compose_run, parse, say
+from .settings import GPU_LOG_EVERY, compose_run, parse, run_command, say
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -115,10 +112,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 def cli() -> None:
     """The command line: ``--help`` prints what the benchmark does; bad settings end in one line."""
-    if {"-h", "--help"} & set(sys.argv[1:]):
-        print(__doc__)
-        return
-    try:
-        main()
-    except (ConfigError, HydraException, OmegaConfBaseException) as e:
-        raise SystemExit(f"error: {e}") from None
+    run_command(__doc__, main)

@@ -36,7 +36,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ..errors import ConfigError
-from .settings import compose_run, pct, say
+from .settings import compose_run, pct, run_command, say
 
 STREAMED = ["data=image_folder", "data.name=folder", "data.loader=stream", "predict_time=true",
             "predict_time_share=1.0", "log_every=50"]
@@ -132,16 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def cli() -> None:
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    if {"-h", "--help"} & set(sys.argv[1:]):
-        print(__doc__)
-        return
-    try:
-        main()
-    except (ConfigError, HydraException, OmegaConfBaseException) as e:
-        raise SystemExit(f"error: {e}") from None
+    """The command line (see :func:`~freezeout.bench.settings.run_command`)."""
+    run_command(__doc__, main)
 
 
 if __name__ == "__main__":

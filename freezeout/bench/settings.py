@@ -59,3 +59,20 @@ def compose_run(overrides: list[str], *extra: str):
 
 def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def run_command(doc: str, main) -> None:
+    """A benchmark's command line: ``--help`` prints ``doc`` (what it does); ``main()`` runs it,
+    and a bad setting ends in one line (``error: ...``) instead of a traceback."""
+    import sys
+
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(doc)
+        return
+    try:
+        main()
+    except (ConfigError, HydraException, OmegaConfBaseException) as e:
+        raise SystemExit(f"error: {e}") from None
