@@ -151,6 +151,14 @@ class TrainStream:
         finally:
             del it  # an epoch left early: the persistent workers are reset by the next pass
 
+    def close(self) -> None:
+        """Stops the workers kept across epochs, once training is over: a worker that ends after
+        the last step is then no failure of the run (PyTorch forgets their process ids)."""
+        loader = self._loader.loader
+        if loader._iterator is not None:  # private: where DataLoader keeps its persistent workers
+            loader._iterator._shutdown_workers()
+            loader._iterator = None
+
     def device_batches(self, seed: int, batch_size: int, shard: tuple[int, int], count: int) -> list:
         """``count`` uint8 training batches on the device, of an order no epoch uses: what the time
         model trains on to time the computation alone."""

@@ -200,6 +200,8 @@ def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: Parti
                             val_err=val_err)
             log.info("epoch %d/%d  loss %.4f  val err %.2f%%  frozen %d/%d  train %.1f s  eval %.1f s",
                      epoch, epochs, result.loss, 100 * val_err, controller.num_frozen, n, seconds, eval_seconds)
+        if data.stream is not None:  # here, so that a worker that died before the end is still reported
+            data.stream.close()
     except RuntimeError as e:  # a streamed run's worker died: PyTorch may say so anywhere (its SIGCHLD handler)
         died = worker_died(e, data.stream.stats, f"in epoch {state.epoch + 1}") if data.stream is not None else None
         if died is None:
@@ -207,6 +209,8 @@ def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: Parti
         raise died from None
     finally:
         progress.close()
+        if data.stream is not None:  # a failed run's workers too (a sweep goes on in this process)
+            data.stream.close()
 
 
 def save(run_dir: Path, cfg, model, controller: FreezeOut, step: TrainStep, generator: torch.Generator,

@@ -74,18 +74,26 @@ def children(pid: int) -> list[int]:
 
 
 def test_a_dying_worker_ends_the_run_in_one_line_and_it_resumes(jpegs, tmp_path):  # noqa: F811
-    args = [*RUN, f"data.root={jpegs}", "epochs=3", f"hydra.run.dir={tmp_path / 'run'}"]
+    epochs = 5
+    args = [*RUN, f"data.root={jpegs}", f"epochs={epochs}", f"hydra.run.dir={tmp_path / 'run'}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env.pop("FREEZEOUT_LAUNCH_ID", None)
     proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    checkpoint, metrics = tmp_path / "run" / "checkpoint.pt", tmp_path / "run" / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    workers = children(proc.pid)  # the training loader's worker (it lives across epochs)
-    assert workers, "no loader worker to kill"
-    os.kill(workers[0], signal.SIGKILL)
+        time.sleep(0.02)
+    # Held still while its worker is killed, so that the death lands mid-training however fast an
+    # epoch is (0.1 s on a quiet machine): the last epoch's record is not written yet.
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        assert metrics.read_text().count("\n") < epochs, "the run ended before its worker could be killed"
+        workers = children(proc.pid)  # the training loader's worker (it lives across epochs)
+        assert workers, "no loader worker to kill"
+        os.kill(workers[0], signal.SIGKILL)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
     out, err = proc.communicate(timeout=120)
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert proc.returncode == 1 and len(errors) == 1, err[-3000:]
@@ -97,4 +105,24 @@ def test_a_dying_worker_ends_the_run_in_one_line_and_it_resumes(jpegs, tmp_path)
     again = subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert [r["epoch"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2, 3]
+    assert [r["epoch"] for r in read_metrics(metrics)] == list(range(1, epochs + 1))
+
+
+def test_closing_the_stream_stops_its_workers_and_a_later_epoch_starts_new_ones(jpegs):  # noqa: F811
+    """Training closes its stream at the end, so a worker that ends after the last step is no
+    failure of the run; a closed stream still serves an epoch (with new workers)."""
+    opts = {"source": "image_folder", "name": "jpegs", "root": str(jpegs), "loader": "stream", "workers": 1}
+    stream = load_data(opts, CPU).stream
+
+    def epoch(e: int) -> int:
+        return sum(len(y) for _, y in stream.batches(stream.order(0, e), 0, e, 32))
+
+    before = set(children(os.getpid()))  # other tests' processes
+    assert epoch(1) == 192
+    workers = set(children(os.getpid())) - before
+    assert workers, "the workers live across epochs"
+    stream.close()
+    assert not workers & set(children(os.getpid()))
+    stream.close()  # twice is harmless
+    assert epoch(2) == 192
+    stream.close()
