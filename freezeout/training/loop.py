@@ -59,8 +59,8 @@ class Run:
     """What the epoch loop works with, built once by the trainer: the config, the model and its
     data, the controller and the train step, the run's data stream, where records go, and the
     callbacks (``on_epoch(summary)`` writes the summary; ``stop()`` asks for a clean stop;
-    ``pause(iteration)`` hands the machine to another run at log points; ``loggers`` hear of
-    every log point and epoch)."""
+    ``pause(iteration)`` hands the machine to another run every ``pause_every`` iterations
+    (None: at log points); ``loggers`` hear of every log point and epoch)."""
 
     cfg: Any
     model: torch.nn.Module
@@ -74,6 +74,7 @@ class Run:
     stop: Callable[[], bool]
     loggers: Any = None
     pause: Callable[[int], None] | None = None
+    pause_every: int | None = None
 
 
 @dataclass
@@ -128,7 +129,8 @@ def epoch_batches(run: Run, epoch: int, start: int, partial: PartialEpoch | None
 def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: PartialEpoch | None = None) -> None:
     """Epochs until the schedule's iterations are done, from ``state`` (and a stopped epoch's
     ``partial`` progress). ``run.on_epoch(summary)`` brings the summary up to date and writes it
-    after each epoch; ``run.pause`` is called at log points, its time not counted as training.
+    after each epoch; ``run.pause`` is called every ``run.pause_every`` iterations (None: at log
+    points), its time not counted as training.
     Raises :class:`~freezeout.training.signals.Interrupted` after a stop request, with a
     checkpoint of the epoch so far."""
     cfg, model, data, controller, step, generator = run.cfg, run.model, run.data, run.controller, run.step, run.generator
@@ -147,8 +149,6 @@ def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: Parti
         progress.update(j, loss=loss, frozen=f"{controller.num_frozen}/{n}", val_err=state.best_val_err)
         if loggers is not None:  # trackers (freezeout/training/trackers.py)
             loggers.log_step(j, loss, controller.current_lr(), controller.num_frozen)
-        if pause is not None:
-            pause(j)
 
     try:
         for epoch in range(state.epoch + 1, epochs + 1):
@@ -159,7 +159,8 @@ def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: Parti
             batches, partial = epoch_batches(run, epoch, start_at, partial)
             batches = TimedBatches(batches, controller, state)
             result = run_iterations(step, controller, batches, state.iteration, min(total, epoch * ipe),
-                                    cfg.log_every, on_log, stop, partial.loss_sum, partial.seen)
+                                    cfg.log_every, on_log, stop, partial.loss_sum, partial.seen,
+                                    pause, run.pause_every or cfg.log_every)
             seconds, wait = partial.seconds + result.seconds, partial.wait + batches.seconds
             state.data_wait_seconds += batches.seconds
             if stop() and result.iteration < min(total, epoch * ipe):

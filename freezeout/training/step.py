@@ -161,7 +161,7 @@ def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Te
                    j: int, stop: int, log_every: int,
                    on_log: Callable[[int, float], None] | None = None,
                    interrupted: Callable[[], bool] | None = None, loss_sum: torch.Tensor | None = None,
-                   seen: int = 0) -> LoopResult:
+                   seen: int = 0, on_pause: Callable[[int], None] | None = None, pause_every: int = 1) -> LoopResult:
     """The inner loop: from iteration ``j`` until ``stop``, one controller call and one step per
     iteration; ``batches`` must last until ``stop``. The controller runs before the batch is
     drawn, so that a step whose batches come from the frozen-prefix cache sees the store of the
@@ -169,7 +169,9 @@ def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Te
     read back (the only host sync), checked and handed to ``on_log(iteration, mean_loss)``; the
     time spent in ``on_log`` is not counted in ``seconds``. ``interrupted()`` is polled at every
     step boundary and ends the loop early when it returns true. ``loss_sum`` and ``seen`` carry
-    on an epoch's running loss (a resumed epoch). Raises :class:`Diverged`.
+    on an epoch's running loss (a resumed epoch). Every ``pause_every`` iterations, once the
+    step's work is done (synchronised), ``on_pause(iteration)`` may hand the machine to another
+    run; its time is not counted either. Raises :class:`Diverged`.
 
     With several processes, every process runs this loop on its shard of each batch; the losses
     read back are the means over all processes, so all see (and diverge at) the same values, and a
@@ -195,6 +197,11 @@ def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Te
                 t = time.perf_counter()
                 on_log(j, mean)
                 callback_seconds += time.perf_counter() - t
+        if on_pause is not None and j % pause_every == 0:
+            synchronize(device)  # the work queued so far is this run's, not the next one's
+            t = time.perf_counter()
+            on_pause(j)
+            callback_seconds += time.perf_counter() - t
     synchronize(device)
     seconds = time.perf_counter() - start - callback_seconds
     return LoopResult(_finite(distributed.average(loss_sum).item() / max(seen, 1), j), j, steps, seconds, loss_sum,

@@ -61,11 +61,11 @@ log = logging.getLogger("freezeout")
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None,
-          pause: Callable[[int], None] | None = None) -> RunSummary:
+          pause: Callable[[int], None] | None = None, pause_every: int | None = None) -> RunSummary:
     """Train one model with FreezeOut as ``cfg`` says; write the per-run files into ``run_dir``
     (default: Hydra's output directory) and return the summary. ``pause(iteration)``, when given,
-    is called at every log point (every ``log_every`` iterations), outside the timed steps: the
-    benchmark hands the machine to another run there. Invalid settings raise
+    is called every ``pause_every`` iterations (None: at every log point, every ``log_every``),
+    outside the timed steps: runs taking turns hand the machine to one another there. Invalid settings raise
     :class:`~freezeout.errors.ConfigError` before anything is written. A finished run in
     ``run_dir`` is returned as it is; an interrupted one is resumed from its last checkpoint.
     Raises :class:`~freezeout.rundir.lock.RunLocked` when another process trains ``run_dir``, and
@@ -76,10 +76,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     run_dir = Path(run_dir) if run_dir is not None else hydra_output_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     with distributed.on_main_only(lambda: hold_run_lock(run_dir)), StopRequest() as stop:
-        return _train(cfg, run_dir, device, checked, distributed.shared_stop(stop), pause)
+        return _train(cfg, run_dir, device, checked, distributed.shared_stop(stop), pause, pause_every)
 
 
-def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: CheckedRun, stop, pause) -> RunSummary:
+def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: CheckedRun, stop, pause,
+           pause_every: int | None) -> RunSummary:
     main = distributed.is_main()  # the one process that writes files
     previous, checkpoint = prior_run(run_dir, cfg)
     if previous is not None and previous.status in FINAL_STATUSES:
@@ -152,7 +153,8 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
     load = measure_load(str(device))  # what shared the machine while it trained (jobs beside it, CPU share)
     try:
         with load:
-            train_epochs(Run(cfg, model, data, controller, step, generator, run_dir, ipe, write, stop, loggers, pause),
+            train_epochs(Run(cfg, model, data, controller, step, generator, run_dir, ipe, write, stop, loggers, pause,
+                             pause_every),
                          state, summary, partial)
         if adaptive:  # its schedule is known now: predict from what happened
             times = realised_times(controller.frozen_at, controller.schedule.total_iters)

@@ -1,6 +1,6 @@
 """``hydra/launcher=turns``: each comparison group of a sweep (a baseline and the methods compared
 with it, one seed of one setting: ``groups.py``) trains in this process, its runs taking turns
-every ``log_every`` iterations (``freezeout.bench.turns``), group after group, baseline first.
+every ``turn_every`` iterations (``freezeout.bench.turns``), group after group, baseline first.
 
 Runs that take turns train their iteration j at about the same moment, so a slow or fast spell of
 a shared machine falls on the run and its baseline alike, and each run records the same load as
@@ -43,6 +43,9 @@ class TurnsLauncherConf:
     # Runs taking turns at most (null: a whole comparison group). A larger group is cut into
     # rounds, the baseline in the first: the later rounds' runs do not take turns with it.
     max_turns: Optional[int] = None
+    # Iterations a run trains in a turn. Short turns put the runs' iteration j at about the same
+    # moment; in turns of 50 the study's runs measured every speedup low (docs/sweeps-and-analysis.md).
+    turn_every: int = 1
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="turns_schema", node=TurnsLauncherConf,
@@ -74,9 +77,9 @@ class _ThreadFile(logging.FileHandler):
 
 
 class TurnsLauncher(Launcher):
-    def __init__(self, max_turns: Optional[int] = None) -> None:
+    def __init__(self, max_turns: Optional[int] = None, turn_every: int = 1) -> None:
         super().__init__()
-        self.max_turns = max_turns
+        self.max_turns, self.turn_every = max_turns, turn_every
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None
@@ -85,6 +88,10 @@ class TurnsLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        if not (isinstance(self.turn_every, int) and self.turn_every >= 1):  # one line, as run.py says a bad setting
+            print(f"error: hydra.launcher.turn_every={self.turn_every!r}: need an integer >= 1 (iterations a run "
+                  "trains in a turn)", file=sys.stderr, flush=True)
+            sys.exit(2)
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -144,7 +151,7 @@ class TurnsLauncher(Launcher):
             handler = _ThreadFile(run_dir / "run.log", threading.get_ident(), formatter)
             root.addHandler(handler)
             try:
-                return run_job_in_turn(cfg, run_dir, pause, stop)
+                return run_job_in_turn(cfg, run_dir, pause, stop, self.turn_every)
             finally:
                 root.removeHandler(handler), handler.close()
 
@@ -164,8 +171,9 @@ class TurnsLauncher(Launcher):
             sys.exit(130 if stop.signame == "SIGINT" else 143)
 
 
-def run_job_in_turn(cfg: DictConfig, run_dir: Path, pause, stop) -> Any:
-    """``train`` one job of a round, handing over at ``pause`` and stopping there once ``stop()``
+def run_job_in_turn(cfg: DictConfig, run_dir: Path, pause, stop, turn_every: Optional[int] = None) -> Any:
+    """``train`` one job of a round, handing over at ``pause`` every ``turn_every`` iterations
+    (None: at its log points) and stopping there once ``stop()``
     says so; records the load of the whole run when the trainer did not record its own."""
     from freezeout.rundir.load import measure_load
     from freezeout.rundir.records import FINAL_STATUSES, SUMMARY_FILE, RunSummary
@@ -184,7 +192,7 @@ def run_job_in_turn(cfg: DictConfig, run_dir: Path, pause, stop) -> Any:
         pause(iteration)
 
     with measure_load(str(cfg.device)) as load:
-        summary = train(cfg, run_dir, pause=hand_over)
+        summary = train(cfg, run_dir, pause=hand_over, pause_every=turn_every)
     if summary.load is None and not (before is not None and before.status in FINAL_STATUSES):
         summary.load = load.record()
         summary.write(run_dir / SUMMARY_FILE)

@@ -75,3 +75,13 @@ def test_a_sweep_trains_each_group_taking_turns(fmnist_root, tmp_path):
     runs = pd.read_csv(sweep / "analysis" / "runs.csv").set_index("strategy")
     assert runs.loc["cubic"].query("status == 'completed'")["load_unequal"].tolist() == [False]
     assert "1 run(s) of the sweep did not complete" in proc.stdout
+
+
+def test_a_turn_of_no_iterations_is_refused_in_one_line_before_any_run(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", *TINY, "hydra/launcher=turns", "hydra.launcher.turn_every=0", "strategy=none,cubic",
+                   f"hydra.sweep.dir={sweep}", timeout=120)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and errors == ["error: hydra.launcher.turn_every=0: need an integer >= 1 "
+                                               "(iterations a run trains in a turn)"], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not list(sweep.glob("run_*"))
