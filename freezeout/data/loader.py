@@ -114,7 +114,7 @@ class TrainStream:
         self._loader = Loader(dataset, opts, device, persistent=True)
         self.labels, self.device, self.stats = labels, device, stats
         self.mean, self.std, self.channels_last = mean, std, channels_last
-        self.workers = opts.workers
+        self.workers, self.prefetch = opts.workers, opts.prefetch if opts.workers > 0 else 0
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -168,23 +168,32 @@ class TrainStream:
         gen.close()
         return out
 
-    def throughput(self, seed: int, batch_size: int, shard: tuple[int, int], rounds: int = 3) -> float:
-        """Images a second this process's loader delivers with the model not running: after the
-        workers' first batches (their start-up), ``rounds`` more batches per worker, timed."""
+    def throughput(self, seed: int, batch_size: int, shard: tuple[int, int],
+                   seconds: float = 2.0) -> tuple[float, float]:
+        """``(images a second, first-batch seconds)`` this process's loader gives with the model
+        not running. The rate is timed from the arrival of one batch to that of the last, for
+        about ``seconds`` (or until an epoch's batches run out), once the batches the workers
+        prepared ahead are drained (counted, they would add ``workers * prefetch`` free batches).
+        The first batch's wait is what every epoch starts with: the workers begin an epoch only
+        when it is asked for."""
         order = epoch_order(len(self), seed, -2)
-        per_round = max(1, self.workers)
-        n = min(len(order) // batch_size, per_round * (rounds + 1))
+        n = len(order) // batch_size
+        first = min(max(1, self.workers) * (self.prefetch + 1), n - 2)  # the clock starts at this batch
         self._loader.sampler.train(order, batch_size, 0, shard, epoch_seed(seed, -2))
-        it, images, start = iter(self._loader.loader), 0, None
+        asked = time.perf_counter()
+        it, images, start, latency = iter(self._loader.loader), 0, None, None
         for b in range(n):
-            x, y, _, _ = self._loader.next(it, self.stats, "while the loader was timed")
-            if b == per_round - 1:
+            _, y, _, _ = self._loader.next(it, self.stats, "while the loader was timed")
+            latency = time.perf_counter() - asked if latency is None else latency
+            if b == first:
                 start = time.perf_counter()
             elif start is not None:
                 images += len(y)
+                if time.perf_counter() - start >= seconds:
+                    break
         seconds = time.perf_counter() - start if start is not None else 0.0
         del it
-        return images / seconds if seconds > 0 and images else float("inf")
+        return (images / seconds if seconds > 0 and images else float("inf")), latency or 0.0
 
 
 class StreamedImages:

@@ -6,7 +6,8 @@ faster than the loader, the run is input-bound and freezing further saves nothin
 Before training (``predict_time``) the loader is timed alone (images a second with the run's
 workers, the model not running: :meth:`~freezeout.data.loader.TrainStream.throughput`) beside the
 per-stage step times, which are timed on batches already on the device. Each stage's predicted
-step is ``max(compute, input)``; the time speedup is predicted from those, and the stage from
+step is ``max(compute, input)``, plus the wait for an epoch's first batch spread over its steps
+(the workers start an epoch only when it is asked for); the time speedup is predicted from those, and the stage from
 which the run is input-bound and the most FreezeOut can then save are reported. With
 ``data.workers=0`` nothing overlaps: the input's time adds to every step.
 """
@@ -60,12 +61,16 @@ def measure_input(cfg, data, step_times, times: Sequence[float] | None, total_it
     if step_times is None or data.stream is None:
         return step_times, info
     world = distributed.world_size()
-    rate = data.stream.throughput(cfg.seed + 2, cfg.batch_size, distributed.shard())
-    rate = distributed.broadcast(rate)  # rank 0's figure on every process: predictions agree
+    rate, first_batch = data.stream.throughput(cfg.seed + 2, cfg.batch_size, distributed.shard())
+    rate, first_batch = distributed.broadcast((rate, first_batch))  # rank 0's figures: predictions agree
     per_step = (cfg.batch_size // world) / rate
+    overlapped = cfg.data.workers > 0
+    # Every epoch starts with the workers idle: its first batch's wait, spread over its steps.
+    restart = first_batch / max(1, len(data.stream) // cfg.batch_size) if overlapped else 0.0
     compute, events = step_times
-    aware = input_aware(compute, per_step, overlapped=cfg.data.workers > 0)
+    aware = input_aware(compute, per_step, overlapped, restart)
     info.update(loader_images_per_second=rate * world, input_seconds_per_step=per_step,
+                epoch_start_seconds=first_batch if overlapped else None,
                 compute_step_seconds={str(k): v for k, v in sorted(compute.items())},
                 **input_bound(compute, per_step))
     if times is not None:
@@ -77,11 +82,12 @@ def measure_input(cfg, data, step_times, times: Sequence[float] | None, total_it
     return (aware, events), info
 
 
-def input_aware(compute: dict, per_step: float, overlapped: bool = True) -> dict:
+def input_aware(compute: dict, per_step: float, overlapped: bool = True, restart: float = 0.0) -> dict:
     """Each stage's predicted step: the larger of its computation and the input's time for a
     batch, which the workers prepare while the step computes; their sum with ``data.workers=0``
-    (the training process decodes, then computes)."""
-    return {k: max(v, per_step) if overlapped else v + per_step for k, v in compute.items()}
+    (the training process decodes, then computes). ``restart`` (seconds a step): the wait for
+    each epoch's first batch, spread over the epoch's steps; every stage pays it alike."""
+    return {k: (max(v, per_step) if overlapped else v + per_step) + restart for k, v in compute.items()}
 
 
 def input_bound(compute: dict, per_step: float) -> dict:
