@@ -191,9 +191,9 @@ class TrainStream:
                 images += len(y)
                 if time.perf_counter() - start >= seconds:
                     break
-        seconds = time.perf_counter() - start if start is not None else 0.0
+        elapsed = time.perf_counter() - start if start is not None else 0.0
         del it
-        return (images / seconds if seconds > 0 and images else float("inf")), latency or 0.0
+        return (images / elapsed if elapsed > 0 and images else float("inf")), latency or 0.0
 
 
 class StreamedImages:

@@ -55,6 +55,7 @@ def measure_input(cfg, data, step_times, times: Sequence[float] | None, total_it
     the input, for ``summary.input``. Data in memory is drawn on the device inside the timed
     step: nothing to add. ``times``: the schedule's freezing times (None: an adaptive rule's,
     known once it has run)."""
+    from ..data.batches import iterations_per_epoch
     from ..distributed import process_group as distributed
 
     info = {"loader": data.loader, "workers": cfg.data.workers if data.loader == "stream" else None}
@@ -66,7 +67,7 @@ def measure_input(cfg, data, step_times, times: Sequence[float] | None, total_it
     per_step = (cfg.batch_size // world) / rate
     overlapped = cfg.data.workers > 0
     # Every epoch starts with the workers idle: its first batch's wait, spread over its steps.
-    restart = first_batch / max(1, len(data.stream) // cfg.batch_size) if overlapped else 0.0
+    restart = first_batch / max(1, iterations_per_epoch(len(data.stream), cfg.batch_size)) if overlapped else 0.0
     compute, events = step_times
     aware = input_aware(compute, per_step, overlapped, restart)
     info.update(loader_images_per_second=rate * world, input_seconds_per_step=per_step,
