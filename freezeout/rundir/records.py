@@ -63,6 +63,9 @@ class RunSummary:
     const_time_prediction: Optional[str] = None  # which prediction set T' with const_time
     # The time model's measurement (predict_time), before training: seconds a step, by frozen groups ("0": none).
     step_seconds: Optional[dict] = None
+    # What training's steps took, by frozen groups: seconds a step at each freezing stage (the loop's
+    # seconds split at its freezing events, the stage's start cost included), to set beside step_seconds.
+    train_step_seconds: Optional[dict] = None
     # Runs on several processes: bytes of gradients all-reduced per step, by frozen groups ("0": none).
     allreduce_bytes_per_step: Optional[dict] = None
     # The input (freezeout/data/): loader (memory | stream), what the time model measured of it before

@@ -52,6 +52,7 @@ class LoopState:
     loader: str = ""  # memory | stream: how the batches came (a run resumes only with the same)
     data_wait_seconds: float = 0.0  # steps waiting for their batch, all epochs so far
     data_wait_by_stage: dict = dataclasses.field(default_factory=dict)  # frozen groups -> [seconds, steps]
+    train_by_stage: dict = dataclasses.field(default_factory=dict)  # frozen groups -> [training seconds, steps]
 
 
 @dataclass
@@ -162,6 +163,7 @@ def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: Parti
                                     cfg.log_every, on_log, stop, partial.loss_sum, partial.seen,
                                     pause, run.pause_every or cfg.log_every)
             seconds, wait = partial.seconds + result.seconds, partial.wait + batches.seconds
+            add_stage_seconds(state.train_by_stage, result.stage_seconds)
             state.data_wait_seconds += batches.seconds
             if stop() and result.iteration < min(total, epoch * ipe):
                 state.iteration = result.iteration
@@ -255,13 +257,23 @@ def restore(checkpoint: dict, model, controller: FreezeOut, step: TrainStep,
 def input_record(summary: RunSummary, state: LoopState, data: Splits) -> None:
     """The summary's record of the input: seconds steps waited for data, per freezing stage
     (total and per step), and the unreadable images skipped; kept beside what the time model
-    measured before training (``summary.input``)."""
+    measured before training (``summary.input``). And the seconds a training step took at each
+    freezing stage (``summary.train_step_seconds``), beside the time model's ``step_seconds``."""
     by_stage = {str(k): {"seconds": v[0], "steps": v[1], "per_step": v[0] / max(v[1], 1)}
                 for k, v in sorted(state.data_wait_by_stage.items())}
     summary.input = {**(summary.input or {}), "loader": data.loader, "data_wait_seconds": state.data_wait_seconds,
                      "data_wait_by_stage": by_stage, "bad_images": len(data.bad_images)}
     if data.stream is not None:
         summary.input["images_read"] = data.stream.stats.read  # by this process, since it started
+    summary.train_step_seconds = {str(k): v[0] / v[1] for k, v in sorted(state.train_by_stage.items()) if v[1]}
+
+
+def add_stage_seconds(totals: dict, stage_seconds: dict) -> None:
+    """Add a loop's ``{k: [seconds, steps]}`` by freezing stage to the run's ``totals``."""
+    for k, (seconds, steps) in stage_seconds.items():
+        got = totals.setdefault(k, [0.0, 0])
+        got[0] += seconds
+        got[1] += steps
 
 
 def _timed(fn, *args):

@@ -155,6 +155,9 @@ class LoopResult:
     seconds: float
     loss_sum: torch.Tensor
     seen: int
+    #: seconds and steps by freezing stage (groups frozen): ``{k: [seconds, steps]}``, the loop's
+    #: ``seconds`` split at its freezing events (the device synchronised there: a handful a run)
+    stage_seconds: dict = field(default_factory=dict)
 
 
 def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -171,7 +174,8 @@ def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Te
     step boundary and ends the loop early when it returns true. ``loss_sum`` and ``seen`` carry
     on an epoch's running loss (a resumed epoch). Every ``pause_every`` iterations, once the
     step's work is done (synchronised), ``on_pause(iteration)`` may hand the machine to another
-    run; its time is not counted either. Raises :class:`Diverged`.
+    run; its time is not counted either. The seconds are also split by freezing stage
+    (``LoopResult.stage_seconds``). Raises :class:`Diverged`.
 
     With several processes, every process runs this loop on its shard of each batch; the losses
     read back are the means over all processes, so all see (and diverge at) the same values, and a
@@ -179,17 +183,32 @@ def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Te
     device = step.device
     loss_sum = torch.zeros((), device=device) if loss_sum is None else loss_sum.to(device)
     steps, callback_seconds, frozen = 0, 0.0, None
+    by_stage: dict[int, list] = {}
     synchronize(device)
     start = time.perf_counter()
+    stage_start, stage_steps = start, 0  # the current stage's: its training seconds are split off at each event
+
+    def close_stage(now: float) -> None:
+        if frozen is not None and stage_steps:
+            got = by_stage.setdefault(frozen, [0.0, 0])
+            got[0] += now - stage_start - (callback_seconds - stage_callbacks)
+            got[1] += stage_steps
+
+    stage_callbacks = 0.0
     batches = iter(batches)
     while j < stop and not (interrupted is not None and interrupted()):
         k = controller.step(j)
         if k != frozen:  # freezing events (and the loop's start): the step adapts, timed as training
+            if frozen is not None:
+                synchronize(device)  # the last stage's work is done: its seconds end here
+                now = time.perf_counter()
+                close_stage(now)
+                stage_start, stage_steps, stage_callbacks = now, 0, callback_seconds
             step.on_freeze(k)
             frozen = k
         x, y = next(batches)
         loss_sum += step(x, y)
-        j, seen, steps = j + 1, seen + 1, steps + 1
+        j, seen, steps, stage_steps = j + 1, seen + 1, steps + 1, stage_steps + 1
         if j % log_every == 0:
             mean = _finite(distributed.average(loss_sum).item() / seen, j)
             distributed.agree_stop(interrupted)  # where every process stands at the same iteration
@@ -203,9 +222,11 @@ def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Te
             on_pause(j)
             callback_seconds += time.perf_counter() - t
     synchronize(device)
-    seconds = time.perf_counter() - start - callback_seconds
+    end = time.perf_counter()
+    close_stage(end)
+    seconds = end - start - callback_seconds
     return LoopResult(_finite(distributed.average(loss_sum).item() / max(seen, 1), j), j, steps, seconds, loss_sum,
-                      seen)
+                      seen, by_stage)
 
 
 def _finite(loss: float, iteration: int) -> float:
