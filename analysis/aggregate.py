@@ -16,6 +16,7 @@ from .collect import COMPLETED, PREDICTION_KINDS
 from .loadgap import load_columns
 from .methods import SCHEDULES, method_key, method_label, method_sort_key
 from .pairing import ENVIRONMENT, is_freezeout, semantic_config
+from .realisation import realisation_columns
 from .seeds import mark_repeats, repeat_text, repeated_seeds
 from .stats import interval_columns
 
@@ -108,6 +109,7 @@ def _group_row(members: list[dict]) -> dict[str, Any]:
         mean, std, n = stats([r[name] for r in used])
         row.update({f"{name}_mean": mean, f"{name}_std": std, f"{name}_n": n})
     row.update(interval_columns(used), **load_columns(used))  # bootstrap intervals; load per comparison
+    row.update(realisation_columns(used))  # measured / time-model speedup, and training / time model by stage
     for kind in PREDICTION_KINDS:
         row[f"predicted_speedup_{kind}"] = stats([r[f"predicted_speedup_{kind}"] for r in used])[0]
     mean, std, _ = stats([r["final_val_err"] for r in used])

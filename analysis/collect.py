@@ -194,6 +194,8 @@ def load_run(run_dir: Path, root: Path) -> dict:
         "test_err": to_float(s.test_err),
         **{f"predicted_speedup_{k}": to_float(predicted.get(k)) for k in PREDICTION_KINDS},
         "const_time_prediction": s.const_time_prediction,
+        "step_seconds": s.step_seconds if isinstance(s.step_seconds, dict) else None,
+        "train_step_seconds": s.train_step_seconds if isinstance(s.train_step_seconds, dict) else None,
         "load": s.load if isinstance(s.load, dict) else None,
         "error": None if error is None else str(error),
         "note": "; ".join(filter(None, notes)),

@@ -12,6 +12,7 @@ from .collect import collect_runs
 from .frontier import front_markdown, read_fronts
 from .loadgap import add_load_gaps
 from .pairing import pair_runs
+from .realisation import add_realisation
 from .plots import plot_all
 from .report import markdown_notes, markdown_table, not_completed, not_completed_line, text_report, unpaired
 
@@ -21,7 +22,8 @@ RUN_COLUMNS = [
     "lr", "epochs", "epochs_done", "iterations", "num_groups", "freeze_iterations",
     "train_seconds", "final_val_err", "best_val_err", "test_err", "predicted_speedup_flops",
     "predicted_speedup_paper", "predicted_speedup_time", "const_time_prediction",
-    "measured_speedup", "relative_error", "baseline_dir", "baseline_val_err",
+    "measured_speedup", "relative_error", "realisation", "step_seconds", "train_step_seconds", "stage_ratios",
+    "baseline_dir", "baseline_val_err",
     "duplicate_baselines", "repeat_of", "unpaired", "load_gap", "load_unequal", "load_note", "load",
     "error", "note",
 ]
@@ -55,7 +57,7 @@ def analyze(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:
     """
     root = Path(path)
     out = Path(out) if out is not None else root / "analysis"
-    runs = add_settings(add_load_gaps(pair_runs(collect_runs(root, exclude=out))))
+    runs = add_settings(add_realisation(add_load_gaps(pair_runs(collect_runs(root, exclude=out)))))
     summary = aggregate(runs)
     table = markdown_table(summary)
 

@@ -8,6 +8,7 @@ from .collect import COMPLETED
 from .loadgap import unequal_lines
 from .pairing import is_freezeout
 from .plateau import plateau_lines
+from .realisation import TARGET, realisation_text, stage_lines
 from .seeds import repeat_text
 from .stats import DELTA, LEVEL, MAX_SEEDS, POWER, RESAMPLES
 
@@ -22,6 +23,13 @@ STATS_NOTE = (
     f"{100 * DELTA:g} pts: seeds a two-sided paired t-test (5% level, power {POWER:g}; exact, "
     f"noncentral t) needs to resolve a {100 * DELTA:g}-point difference at the spread measured "
     f"here.")
+
+
+REALISATION_NOTE = (
+    f"The time model against training, stage by stage (groups frozen: training's seconds a step / "
+    f"the time model's, median over seeds; above 1, training was slower than predicted). The "
+    f"realisation column is measured / time-model speedup, median [least–most] over seeds; "
+    f"{TARGET[0]:g}–{TARGET[1]:g} is the time model's own target band.")
 
 
 def pct(x: float | None) -> str:
@@ -79,6 +87,8 @@ def markdown_table(summary: list[dict]) -> str:
         ("measured speedup", lambda r: _interval(r, "measured_speedup")),
         ("relative error", lambda r: _interval(r, "relative_error")),
     ]
+    if any(not math.isnan(r.get("realisation_median", math.nan)) for r in summary):
+        cols.append(("realisation (measured / time)", realisation_text))
     if any(r.get("paper_region") for r in summary):
         cols.append(("paper's region", lambda r: r.get("paper_region") or "—"))
     if any(not math.isnan(r.get("relative_error_seeds_needed", math.nan)) for r in summary):
@@ -113,6 +123,9 @@ def markdown_notes(runs: list[dict], summary: list[dict]) -> str:
     flat = plateau_lines(runs)
     if flat:
         lines += ["", "Trained long enough? (a third of training flat is the aim)", ""] + [f"- {x}" for x in flat]
+    stages = stage_lines(summary)
+    if stages:
+        lines += ["", REALISATION_NOTE, ""] + [f"- {x}" for x in stages]
     unequal = unequal_lines(runs)
     if unequal:
         lines += ["", f"Compared under unequal load (measured speedups biased; the time model's "
