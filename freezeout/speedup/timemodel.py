@@ -18,7 +18,7 @@ from ..freezing.controller import FreezeOut, OptimizerFactory
 from ..freezing.rules import get_rule
 from ..freezing.schedule import Schedule, check_strategy, check_t_0, layer_times
 from ..models.flops import group_costs
-from ..training.step import TrainStep, measure_stage_seconds, median_stage_seconds
+from ..training.step import TrainStep, measure_stage_seconds, median_stage_seconds, turns_fit
 from .cacheplan import apply_cache_plan, plan_cache_stages
 from .formulas import METHODS, flops_speedup, freezing_stages, paper_speedup, time_speedup
 
@@ -144,7 +144,12 @@ def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimiz
     if not (cfg.predict_time or auto):
         return None
     make_batches = run_batches(cfg, data)
-    timing = time_model_budget(len(stages) * (2 if auto else 1), total_iters, cfg.predict_time_share)
+    device, start = data.train_x.device, time.perf_counter()
+    # Stages take turns on copies of their own, unless a stage builds on the one before (the
+    # cache's store, compiled graphs) or the copies would not fit (measure_stage_seconds).
+    layout = ("passes" if cfg.compile or getattr(make_step, "cache_mode", "off") != "off"
+              or not turns_fit(model, len(stages), device) else "turns")
+    timing = time_model_budget(len(stages) * (2 if auto else 1), total_iters, cfg.predict_time_share, layout)
     if timing is None:
         log.warning("time model skipped: measuring its %d stages would cost more than predict_time_share=%g of "
                     "the run's %d iterations (raise it, or train longer)%s", len(stages), cfg.predict_time_share,
@@ -152,13 +157,12 @@ def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimiz
         if auto:
             make_step.cache_stages = set()
         return None
-    device, start = data.train_x.device, time.perf_counter()
 
     def measure(cached: bool | None):
         step = make_step if cached is None else functools.partial(make_step, cached=cached)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             return measure_stage_seconds(model, lambda groups: held_controller(groups, make_optimizer), make_batches,
-                                         stages, step, **timing)
+                                         stages, step, layout=layout, **timing)
 
     first = measure(False if auto else None)
     stage_seconds, events = median_stage_seconds(first.samples), first.event_seconds
@@ -172,7 +176,8 @@ def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimiz
         make_step.cache_stages = plan
         log.info("cache_frozen=auto: the store is read with %s group(s) frozen", ", ".join(map(str, sorted(plan)))
                  or "no")
-    log.info("time model: %d stages measured in %.1f s", len(stages), time.perf_counter() - start)
+    log.info("time model: %d stages measured in %.1f s (%s: %d round(s) of %d step(s) a stage)", len(stages),
+             time.perf_counter() - start, first.layout, timing["chunks"], timing["steps"])
     return Measured(stage_seconds, events, compiling, plan)
 
 
@@ -236,19 +241,30 @@ def run_batches(cfg, data) -> Callable:
     return make_batches
 
 
-#: The time model's default measurement: 3 passes over the stages, each stage 2 warm-up steps
-#: then 4 timed steps a pass.
+#: The time model's default measurement: 3 rounds (or passes) over the stages, each stage 2 warm-up
+#: steps then 4 timed steps a round (warm-up once a stage when they take turns, once a pass else).
 FULL_TIMING = {"warmup": 2, "chunks": 3, "steps": 4}
+#: At most this many rounds when stages take turns and the run leaves room for more.
+MAX_ROUNDS = 12
 
 
-def time_model_budget(stages: int, total_iters: int, share: float) -> dict[str, int] | None:
+def time_model_budget(stages: int, total_iters: int, share: float, layout: str = "passes") -> dict[str, int] | None:
     """How the time model measures so that it costs at most ``share`` of a run's iterations (a
-    frozen stage's step costs no more than a training step): the full measurement when it fits,
-    else one pass of one warm-up step and a shorter chunk per stage, else None (skip it: too short
-    a run)."""
+    frozen stage's step costs no more than a training step), or None (skip it: too short a run).
+
+    ``passes`` (each pass warms every stage up again): the full measurement when it fits, else
+    one pass of one warm-up step and a shorter chunk per stage. ``turns`` (warm-up once a stage):
+    the full measurement with as many rounds of 4 steps as fit (up to :data:`MAX_ROUNDS`), else
+    one warm-up step and rounds of a single step, so that even a short run's stages take turns."""
     per_stage = int(share * total_iters) // max(stages, 1)
-    full = FULL_TIMING["chunks"] * (FULL_TIMING["warmup"] + FULL_TIMING["steps"])
-    if per_stage >= full:
+    warmup, steps, chunks = FULL_TIMING["warmup"], FULL_TIMING["steps"], FULL_TIMING["chunks"]
+    if layout == "turns":
+        if per_stage >= warmup + chunks * steps:
+            return {"warmup": warmup, "chunks": min(MAX_ROUNDS, (per_stage - warmup) // steps), "steps": steps}
+        if per_stage >= 3:
+            return {"warmup": 1, "chunks": min(MAX_ROUNDS, per_stage - 1), "steps": 1}
+        return None
+    if per_stage >= chunks * (warmup + steps):
         return dict(FULL_TIMING)
     if per_stage >= 3:
         return {"warmup": 1, "chunks": 1, "steps": per_stage - 1}

@@ -42,7 +42,8 @@ def batches(device: str = "cpu", n: int = 32):
 
 # --- everywhere -----------------------------------------------------------------------------------
 
-def test_the_time_models_model_copies_are_freed_when_it_returns(one_thread):
+@pytest.mark.parametrize("layout, copies_made", [("passes", 2), ("turns", 3)])  # a copy a pass; a copy a stage
+def test_the_time_models_model_copies_are_freed_when_it_returns(one_thread, layout, copies_made):
     copies = []
 
     def make_step(model, optimizer):
@@ -51,9 +52,10 @@ def test_the_time_models_model_copies_are_freed_when_it_returns(one_thread):
 
     gc.disable()  # freed by reference counting and the measurement's own collection, not by chance
     try:
-        measure_stage_seconds(tiny(), lambda groups: held_controller(groups, optimizer_factory(SGD)),
-                              lambda step: batches(), [0, 3, 6], make_step, steps=1, chunks=2, warmup=1)
-        assert len(copies) == 2 and all(ref() is None for ref in copies)
+        timings = measure_stage_seconds(tiny(), lambda groups: held_controller(groups, optimizer_factory(SGD)),
+                                        lambda step: batches(), [0, 3, 6], make_step, steps=1, chunks=2, warmup=1,
+                                        layout=layout)
+        assert timings.layout == layout and len(copies) == copies_made and all(ref() is None for ref in copies)
     finally:
         gc.enable()
 

@@ -35,6 +35,11 @@ def test_time_model_budget_scales_with_the_run():
     assert time_model_budget(10, 500, 0.1) == {"warmup": 1, "chunks": 1, "steps": 4}  # 5 a stage
     assert time_model_budget(10, 200, 0.1) is None  # 2 a stage: skipped
     assert time_model_budget(1, 10, 1.0) == {"warmup": 1, "chunks": 1, "steps": 9}
+    # Stages taking turns warm up once: the rest of the budget buys rounds, a short run's rounds of one step.
+    assert time_model_budget(10, 10_000, 0.1, "turns") == {"warmup": 2, "chunks": 12, "steps": 4}  # 100 a stage
+    assert time_model_budget(10, 2_000, 0.1, "turns") == {"warmup": 2, "chunks": 4, "steps": 4}  # 20 a stage
+    assert time_model_budget(10, 720, 0.1, "turns") == {"warmup": 1, "chunks": 6, "steps": 1}  # 7 a stage
+    assert time_model_budget(10, 200, 0.1, "turns") is None
 
 
 def test_a_locked_run_directory_is_left_alone(tmp_path, fmnist_root):
