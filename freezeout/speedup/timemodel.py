@@ -140,6 +140,8 @@ def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimiz
     with and without the store and picks the stages that read it (:func:`plan_cache_stages` over
     the schedule's ``times``; None: an adaptive rule's, unknown yet), setting them on
     ``make_step``; when it cannot measure, no stage reads the store."""
+    from ..distributed import process_group as distributed
+
     auto = getattr(make_step, "cache_mode", None) == "auto"
     if not (cfg.predict_time or auto):
         return None
@@ -149,6 +151,7 @@ def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimiz
     # cache's store, compiled graphs) or the copies would not fit (measure_stage_seconds).
     layout = ("passes" if cfg.compile or getattr(make_step, "cache_mode", "off") != "off"
               or not turns_fit(model, len(stages), device) else "turns")
+    layout = distributed.broadcast(layout)  # rank 0's: every process must run the same steps (all-reduces)
     timing = time_model_budget(len(stages) * (2 if auto else 1), total_iters, cfg.predict_time_share, layout)
     if timing is None:
         log.warning("time model skipped: measuring its %d stages would cost more than predict_time_share=%g of "
