@@ -169,17 +169,19 @@ class TrainStream:
         return out
 
     def throughput(self, seed: int, batch_size: int, shard: tuple[int, int],
-                   seconds: float = 2.0) -> tuple[float, float]:
+                   seconds: float = 2.0, window: int = 0) -> tuple[float, float]:
         """``(images a second, first-batch seconds)`` this process's loader gives with the model
         not running. The rate is timed from the arrival of one batch to that of the last, for
         about ``seconds`` (or until an epoch's batches run out), once the batches the workers
         prepared ahead are drained (counted, they would add ``workers * prefetch`` free batches).
         The first batch's wait is what every epoch starts with: the workers begin an epoch only
-        when it is asked for."""
-        order = epoch_order(len(self), seed, -2)
+        when it is asked for. ``window``: which of several timings this is (each reads its own
+        order of images, none a training epoch's)."""
+        epoch = -2 - window
+        order = epoch_order(len(self), seed, epoch)
         n = len(order) // batch_size
         first = min(max(1, self.workers) * (self.prefetch + 1), n - 2)  # the clock starts at this batch
-        self._loader.sampler.train(order, batch_size, 0, shard, epoch_seed(seed, -2))
+        self._loader.sampler.train(order, batch_size, 0, shard, epoch_seed(seed, epoch))
         asked = time.perf_counter()
         it, images, start, latency = iter(self._loader.loader), 0, None, None
         for b in range(n):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
+import statistics
 from typing import Sequence
 
 from .formulas import time_speedup
@@ -49,12 +51,41 @@ def stream_batches(cfg, data):
     return make_batches
 
 
-def measure_input(cfg, data, step_times, times: Sequence[float] | None, total_iters: int):
+class LoaderTiming:
+    """The streamed loader timed in short windows, one after each round of the time model's
+    stages (``measure_run(between_rounds=...)``), so that the loader and the computation are
+    timed through the same spells of a shared machine: a rate timed alone in one go moved the
+    input-bound prediction by 15 points from run to run. Each window reads its own order of
+    images; the rate is pooled over the windows (the harmonic mean: each window lasts about as
+    long), the first-batch wait is their median."""
+
+    WINDOW_SECONDS = 0.5  # timed in each window, after the batches prepared ahead are drained
+
+    def __init__(self, stream, seed: int, batch_size: int, shard: tuple[int, int]):
+        self.stream, self.seed, self.batch_size, self.shard = stream, seed, batch_size, shard
+        self.windows: list[tuple[float, float]] = []  # (images a second, first-batch seconds)
+
+    def __call__(self) -> None:
+        self.windows.append(self.stream.throughput(self.seed, self.batch_size, self.shard, self.WINDOW_SECONDS,
+                                                   window=len(self.windows)))
+
+    def result(self) -> tuple[float, float] | None:
+        """``(images a second, first-batch seconds)`` over the windows; None before any."""
+        if not self.windows:
+            return None
+        rates = [r for r, _ in self.windows if math.isfinite(r) and r > 0]
+        rate = len(rates) / sum(1.0 / r for r in rates) if rates else math.inf
+        return rate, statistics.median(f for _, f in self.windows)
+
+
+def measure_input(cfg, data, step_times, times: Sequence[float] | None, total_iters: int,
+                  timing: LoaderTiming | None = None):
     """``(step_times, info)``: the time model's step times made input-aware (each stage's step
     the larger of its computation and the loader's time for a batch) and what was measured of
     the input, for ``summary.input``. Data in memory is drawn on the device inside the timed
     step: nothing to add. ``times``: the schedule's freezing times (None: an adaptive rule's,
-    known once it has run)."""
+    known once it has run). ``timing``: the loader timed between the time model's rounds (else
+    it is timed here, alone, for about 2 s)."""
     from ..data.batches import iterations_per_epoch
     from ..distributed import process_group as distributed
 
@@ -62,7 +93,9 @@ def measure_input(cfg, data, step_times, times: Sequence[float] | None, total_it
     if step_times is None or data.stream is None:
         return step_times, info
     world = distributed.world_size()
-    rate, first_batch = data.stream.throughput(cfg.seed + 2, cfg.batch_size, distributed.shard())
+    timed = timing.result() if timing is not None else None
+    rate, first_batch = timed or data.stream.throughput(cfg.seed + 2, cfg.batch_size, distributed.shard())
+    info["loader_windows"] = len(timing.windows) if timed else 1
     rate, first_batch = distributed.broadcast((rate, first_batch))  # rank 0's figures: predictions agree
     per_step = (cfg.batch_size // world) / rate
     overlapped = cfg.data.workers > 0

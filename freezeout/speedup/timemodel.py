@@ -127,7 +127,8 @@ class Measured(tuple):
 
 
 def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimizer: OptimizerFactory, make_step,
-                total_iters: int, times: Sequence[float] | None = None) -> Measured | None:
+                total_iters: int, times: Sequence[float] | None = None,
+                between_rounds: Callable[[], None] | None = None) -> Measured | None:
     """The time model's measurement for a run (``predict_time``), taken before it trains: seconds
     per step with the first ``k`` groups frozen for each ``k`` in ``stages``, and each stage's
     one-off start cost, on the run's own device, model, batch size, optimizer and step settings
@@ -139,7 +140,9 @@ def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimiz
     With ``cache_frozen=auto`` (measured even when ``predict_time`` is off) it times each stage
     with and without the store and picks the stages that read it (:func:`plan_cache_stages` over
     the schedule's ``times``; None: an adaptive rule's, unknown yet), setting them on
-    ``make_step``; when it cannot measure, no stage reads the store."""
+    ``make_step``; when it cannot measure, no stage reads the store. ``between_rounds()`` runs
+    between the rounds of the (first) measurement: the streamed loader's timing
+    (:class:`~freezeout.speedup.inputmodel.LoaderTiming`)."""
     from ..distributed import process_group as distributed
 
     auto = getattr(make_step, "cache_mode", None) == "auto"
@@ -161,13 +164,13 @@ def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimiz
             make_step.cache_stages = set()
         return None
 
-    def measure(cached: bool | None):
+    def measure(cached: bool | None, between=None):
         step = make_step if cached is None else functools.partial(make_step, cached=cached)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             return measure_stage_seconds(model, lambda groups: held_controller(groups, make_optimizer), make_batches,
-                                         stages, step, layout=layout, **timing)
+                                         stages, step, layout=layout, between_rounds=between, **timing)
 
-    first = measure(False if auto else None)
+    first = measure(False if auto else None, between_rounds)
     stage_seconds, events = median_stage_seconds(first.samples), first.event_seconds
     compiling, plan = dict(first.compile_seconds or {}), None
     if auto:

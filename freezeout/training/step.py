@@ -304,7 +304,8 @@ def turns_fit(model: nn.Module, n_stages: int, device: torch.device) -> bool:
 
 def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batches: Callable[[TrainStep], Iterator],
                           stages: Sequence[int], make_step: Callable[[nn.Module, torch.optim.Optimizer], TrainStep],
-                          steps: int = 4, chunks: int = 3, warmup: int = 2, layout: str = "auto") -> StageTimings:
+                          steps: int = 4, chunks: int = 3, warmup: int = 2, layout: str = "auto",
+                          between_rounds: Callable[[], None] | None = None) -> StageTimings:
     """Seconds per training step with the first ``k`` groups frozen, for each ``k`` in ``stages``,
     each sample ``steps`` steps through the engine's own loop (controller call, step, loss
     read-back) after ``warmup`` untimed steps, on deep copies of ``model`` (the caller's model
@@ -324,7 +325,9 @@ def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batc
       carry over), and where the copies would not fit (see :func:`turns_fit`).
 
     ``auto`` takes ``turns`` unless the step reads the cache or compiles, or the copies do not
-    fit. ``event_seconds[k]``: the seconds ``step.on_freeze(k)`` took (the median over passes).
+    fit. ``between_rounds()``, when given, runs after each round (or pass), untimed: the input-aware
+    time model times the loader there, so that it meets the machine's spells as the stages do.
+    ``event_seconds[k]``: the seconds ``step.on_freeze(k)`` took (the median over passes).
     Copies are freed before this returns (a frozen module refers to itself, so a copy would
     otherwise wait on the garbage collector, on the device)."""
     if layout not in LAYOUTS:
@@ -370,6 +373,8 @@ def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batc
         for c in range(chunks):
             for k in (stages if c % 2 == 0 else stages[::-1]):
                 timed(k, probes[k])
+            if between_rounds is not None:
+                between_rounds()
         del probes, probe
     else:
         for c in range(chunks):
@@ -379,6 +384,8 @@ def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batc
                 timed(k, probe_at(k, probe))
             probe = None
             gc.collect()  # this pass's copy freed before the next one is made
+            if between_rounds is not None:
+                between_rounds()
     gc.collect()
     timings.event_seconds = {k: statistics.median(v) for k, v in events.items()}
     return timings

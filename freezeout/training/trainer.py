@@ -48,7 +48,7 @@ from ..rundir.records import (
 )
 from ..rundir.resume import hydra_output_dir, prior_run
 from ..speedup.formulas import const_time_iters, freezing_stages
-from ..speedup.inputmodel import measure_input
+from ..speedup.inputmodel import LoaderTiming, measure_input
 from ..speedup.timemodel import measure_run, note_compile, predict_run
 from .checks import CheckedRun, validate
 from .devices import configure_backends
@@ -104,10 +104,15 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
     # The time model measures the untrained model before training: an adaptive rule's every possible stage.
     adaptive, input_shape = get_rule(cfg.strategy.name).adaptive, (1, *data.train_x.shape[1:])
     stages = range(len(groups)) if adaptive else freezing_stages(schedule.times)
+    # streamed: the loader is timed between the time model's rounds (LoaderTiming)
+    loader_timing = (LoaderTiming(data.stream, cfg.seed + 2, cfg.batch_size, distributed.shard())
+                     if data.stream is not None else None)
     step_times = measure_run(cfg, model, data, stages, make_optimizer, make_step, total_iters,
-                             None if adaptive else schedule.times)  # cache_frozen=auto: its plan, set on make_step
+                             None if adaptive else schedule.times,  # cache_frozen=auto: its plan, set on make_step
+                             between_rounds=loader_timing)
     note_compile(make_step, step_times, None if adaptive else schedule.times, total_iters)
-    step_times, input_info = measure_input(cfg, data, step_times, None if adaptive else schedule.times, total_iters)
+    step_times, input_info = measure_input(cfg, data, step_times, None if adaptive else schedule.times, total_iters,
+                                           loader_timing)
     log.info("layer groups (%s):\n%s", getattr(model, "grouping", "declared by the model"),
              format_report(grouping_rows(groups, costs, schedule.times), input_info.get("input_bound_from")))
     predicted = {"flops": None, "paper": None, "time": None}  # an adaptive rule's: known once it has run

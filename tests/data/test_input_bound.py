@@ -4,12 +4,15 @@ input-bound and the most FreezeOut can then save; measured for a real streamed r
 its summary beside the data wait it met."""
 from __future__ import annotations
 
+import math
+
 import pytest
 from test_data_stream import RUN, compose_cfg, jpegs  # noqa: F401 (the folder fixture)
 
 from freezeout.models.report import GroupRow, format_report
 from freezeout.speedup.formulas import time_speedup
-from freezeout.speedup.inputmodel import describe, input_aware, input_bound
+from freezeout.speedup.inputmodel import LoaderTiming, describe, input_aware, input_bound
+from freezeout.speedup.timemodel import time_model_budget
 from freezeout.training.trainer import train
 
 COMPUTE = {0: 0.10, 1: 0.08, 2: 0.05, 3: 0.03}  # seconds a step by frozen groups
@@ -65,6 +68,16 @@ def test_a_streamed_run_measures_its_loader_and_predicts_with_it(jpegs, tmp_path
         input_bound({int(k): v for k, v in compute.items()}, per_step)
     waits = info["data_wait_by_stage"]  # and what training met, stage by stage
     assert sum(w["steps"] for w in waits.values()) == 60 and all(w["seconds"] > 0 for w in waits.values())
+    # the loader was timed once after each round of the stages taking turns
+    assert info["loader_windows"] == time_model_budget(len(compute), 60, 1.0, "turns")["chunks"] > 1
+
+
+def test_the_loader_rate_is_pooled_over_its_windows_by_hand():
+    timing = LoaderTiming(None, 0, 32, (0, 1))
+    assert timing.result() is None  # nothing timed yet: measure_input times the loader itself
+    timing.windows = [(100.0, 0.2), (50.0, 0.4), (math.inf, 0.1)]  # a window whose epoch ran out: no rate
+    rate, first_batch = timing.result()
+    assert rate == pytest.approx(2 / (1 / 100 + 1 / 50)) and first_batch == 0.2  # 66.7 images/s; the median wait
 
 
 def test_the_input_benchmark_takes_its_settings_apart():
