@@ -18,7 +18,8 @@ from ..freezing.controller import FreezeOut, OptimizerFactory
 from ..freezing.rules import get_rule
 from ..freezing.schedule import Schedule, check_strategy, check_t_0, layer_times
 from ..models.flops import group_costs
-from ..training.step import TrainStep, measure_stage_seconds, median_stage_seconds, turns_fit
+from ..training.stagetiming import measure_stage_seconds, median_stage_seconds, turns_fit
+from ..training.step import TrainStep
 from .cacheplan import apply_cache_plan, plan_cache_stages
 from .formulas import METHODS, flops_speedup, freezing_stages, paper_speedup, time_speedup
 
@@ -54,7 +55,7 @@ def measure_stages(model: nn.Module, stages: Sequence[int], make_batches: Callab
     """Seconds per training step with the first ``k`` groups frozen, for each ``k`` in ``stages``,
     measured with the engine's loop and the run's own optimizer and step: the median of
     ``chunks`` chunks of ``steps`` steps; and the one-off seconds each stage's start costs (see
-    :func:`~freezeout.training.step.measure_stage_seconds`)."""
+    :func:`~freezeout.training.stagetiming.measure_stage_seconds`)."""
     def make_controller(groups):
         return held_controller(groups, make_optimizer)
 

@@ -19,7 +19,8 @@ from freezeout.speedup.formulas import (
     time_speedup,
 )
 from freezeout.speedup.timemodel import calc_speedup
-from freezeout.training.step import TrainStep, measure_stage_seconds
+from freezeout.training.stagetiming import measure_stage_seconds
+from freezeout.training.step import TrainStep
 
 
 def flops_for(costs, t_0, strategy):

@@ -9,7 +9,7 @@ import torch
 from helpers import TINY, compose_cfg
 
 from freezeout.models.factory import build_run_model
-from freezeout.training.step import measure_stage_seconds, turns_fit
+from freezeout.training.stagetiming import measure_stage_seconds, turns_fit
 from freezeout.training.trainer import train
 
 

@@ -20,7 +20,8 @@ from freezeout.config import register_configs
 from freezeout.freezing.optim import optimizer_factory
 from freezeout.models import build_model
 from freezeout.speedup.timemodel import held_controller
-from freezeout.training.step import TrainStep, measure_stage_seconds, run_iterations
+from freezeout.training.stagetiming import measure_stage_seconds
+from freezeout.training.step import TrainStep, run_iterations
 from freezeout.training.trainer import train
 
 register_configs()

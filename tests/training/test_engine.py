@@ -12,7 +12,8 @@ from freezeout.config import register_configs
 from freezeout.freezing.schedule import Schedule
 from freezeout.models.factory import build_run_model
 from freezeout.rundir.records import RunSummary, read_metrics
-from freezeout.training.step import evaluate, median_stage_seconds
+from freezeout.training.stagetiming import median_stage_seconds
+from freezeout.training.step import evaluate
 from freezeout.training.trainer import train
 
 register_configs()
