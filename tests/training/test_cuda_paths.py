@@ -5,7 +5,7 @@ batches NHWC from the data (no copy a step). The rest is marked ``cuda`` (``pyte
 ``make gpu-check``) and skips with the reason on a machine without a GPU: fp16 and bf16 runs,
 float32 that is IEEE or TF32 as asked, fp16 without a host sync a step, compile with inductor,
 channels-last, the cache on the device and in pinned host memory (no sync a step), a one-process
-NCCL run."""
+NCCL run, the time model's stages taking turns on the device (every copy freed)."""
 from __future__ import annotations
 
 import gc
@@ -114,6 +114,21 @@ def test_a_tiny_run_in_each_precision(fmnist_root, tmp_path, precision):
                       f"precision={precision}", "channels_last=true", "epochs=2")
     summary = train(cfg, tmp_path / precision)
     assert summary.status == "completed" and math.isfinite(summary.final_val_loss) and summary.precision == precision
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_the_time_models_stages_take_turns_on_the_gpu_and_free_every_copy():
+    model = tiny("cuda")
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    timings = measure_stage_seconds(model, lambda groups: held_controller(groups, optimizer_factory(SGD)),
+                                    lambda step: batches("cuda"), [0, 3, 6],
+                                    lambda m, o: TrainStep(m, o, "fp32", torch.device("cuda")), steps=2, chunks=3,
+                                    warmup=1)  # auto: a tiny model's copies fit
+    torch.cuda.synchronize()
+    assert timings.layout == "turns" and all(len(v) == 3 and min(v) > 0 for v in timings.samples.values())
+    assert torch.cuda.memory_allocated() <= before + 4 * 2**20  # the copies gone (the batches' cached inputs aside)
 
 
 @pytest.mark.cuda
