@@ -18,7 +18,7 @@ from ..freezing.controller import FreezeOut, OptimizerFactory
 from ..freezing.rules import get_rule
 from ..freezing.schedule import Schedule, check_strategy, check_t_0, layer_times
 from ..models.flops import group_costs
-from ..training.stagetiming import measure_stage_seconds, median_stage_seconds, turns_fit
+from ..training.stagetiming import choose_layout, measure_stage_seconds, median_stage_seconds
 from ..training.step import TrainStep
 from .cacheplan import apply_cache_plan, plan_cache_stages
 from .formulas import METHODS, flops_speedup, freezing_stages, paper_speedup, time_speedup
@@ -151,10 +151,8 @@ def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimiz
         return None
     make_batches = run_batches(cfg, data)
     device, start = data.train_x.device, time.perf_counter()
-    # Stages take turns on copies of their own, unless a stage builds on the one before (the
-    # cache's store, compiled graphs) or the copies would not fit (measure_stage_seconds).
-    layout = ("passes" if cfg.compile or getattr(make_step, "cache_mode", "off") != "off"
-              or not turns_fit(model, len(stages), device) else "turns")
+    # chosen here, not by the measurement: the budget depends on it
+    layout = choose_layout(model, len(stages), device, cfg.compile or getattr(make_step, "cache_mode", "off") != "off")
     layout = distributed.broadcast(layout)  # rank 0's: every process must run the same steps (all-reduces)
     timing = time_model_budget(len(stages) * (2 if auto else 1), total_iters, cfg.predict_time_share, layout)
     if timing is None:

@@ -34,7 +34,7 @@ from ..rundir.records import METRICS_FILE, RunSummary, append_metrics
 from .devices import peak_memory_mb
 from .progress import Progress
 from .signals import Interrupted
-from .step import TrainStep, evaluate, run_iterations
+from .step import TrainStep, add_stage, evaluate, run_iterations
 
 log = logging.getLogger("freezeout")
 
@@ -105,9 +105,7 @@ class TimedBatches:
         batch = next(self.batches)
         waited = time.perf_counter() - start
         self.seconds += waited
-        stage = self.state.data_wait_by_stage.setdefault(self.controller.num_frozen, [0.0, 0])
-        stage[0] += waited
-        stage[1] += 1
+        add_stage(self.state.data_wait_by_stage, self.controller.num_frozen, waited, 1)
         return batch
 
 
@@ -271,9 +269,7 @@ def input_record(summary: RunSummary, state: LoopState, data: Splits) -> None:
 def add_stage_seconds(totals: dict, stage_seconds: dict) -> None:
     """Add a loop's ``{k: [seconds, steps]}`` by freezing stage to the run's ``totals``."""
     for k, (seconds, steps) in stage_seconds.items():
-        got = totals.setdefault(k, [0.0, 0])
-        got[0] += seconds
-        got[1] += steps
+        add_stage(totals, k, seconds, steps)
 
 
 def _timed(fn, *args):

@@ -63,6 +63,12 @@ def turns_fit(model: nn.Module, n_stages: int, device: torch.device) -> bool:
     return free is not None and n_stages * _COPY_FACTOR * size <= _TURNS_MEMORY_SHARE * free
 
 
+def choose_layout(model: nn.Module, n_stages: int, device: torch.device, builds_on_previous: bool) -> str:
+    """``turns`` unless a stage builds on the one before (the cache's store, compiled graphs) or
+    the copies do not fit (:func:`turns_fit`); ``passes`` else."""
+    return "passes" if builds_on_previous or not turns_fit(model, n_stages, device) else "turns"
+
+
 def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batches: Callable[[TrainStep], Iterator],
                           stages: Sequence[int], make_step: Callable[[nn.Module, torch.optim.Optimizer], TrainStep],
                           steps: int = 4, chunks: int = 3, warmup: int = 2, layout: str = "auto",
@@ -85,8 +91,7 @@ def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batc
       builds on the previous one (the frozen-prefix cache advances its store; compiled graphs
       carry over), and where the copies would not fit (see :func:`turns_fit`).
 
-    ``auto`` takes ``turns`` unless the step reads the cache or compiles, or the copies do not
-    fit. ``between_rounds()``, when given, runs after each round (or pass), untimed: the input-aware
+    ``auto`` chooses by :func:`choose_layout` (the step reads the cache or compiles: passes). ``between_rounds()``, when given, runs after each round (or pass), untimed: the input-aware
     time model times the loader there, so that it meets the machine's spells as the stages do.
     ``event_seconds[k]``: the seconds ``step.on_freeze(k)`` took (the median over passes).
     Copies are freed before this returns (a frozen module refers to itself, so a copy would
@@ -124,12 +129,12 @@ def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batc
         timings.compile_seconds[k] += compile_seconds_so_far() - compiled
 
     probe = probe_at(stages[0])
-    step = probe[2]
-    turns = layout == "turns" or (layout == "auto" and step.cache is None and step.compile_log is None
-                                  and turns_fit(model, len(stages), step.device))
-    del step
-    if turns:
-        timings.layout = "turns"
+    if layout == "auto":
+        step = probe[2]
+        layout = choose_layout(model, len(stages), step.device, step.cache is not None or step.compile_log is not None)
+        del step
+    timings.layout = layout
+    if layout == "turns":
         probes = {stages[0]: probe, **{k: probe_at(k) for k in stages[1:]}}
         for c in range(chunks):
             for k in (stages if c % 2 == 0 else stages[::-1]):

@@ -3,7 +3,8 @@ trainer, the time model (through :mod:`~freezeout.training.stagetiming`) and the
 train through here; nothing else runs a training step.
 
 The loop keeps the loss on the device and syncs with the host only every ``log_every``
-iterations (divergence check, progress, loggers) and at its end, as airbench does.
+iterations (divergence check, progress, loggers), at freezing events (where a stage's seconds
+end) and at its end, as airbench does.
 """
 from __future__ import annotations
 
@@ -157,6 +158,13 @@ class LoopResult:
     stage_seconds: dict = field(default_factory=dict)
 
 
+def add_stage(totals: dict, k: int, seconds: float, steps: int) -> None:
+    """Add ``seconds`` over ``steps`` at freezing stage ``k`` to ``totals`` (``{k: [seconds, steps]}``)."""
+    got = totals.setdefault(k, [0.0, 0])
+    got[0] += seconds
+    got[1] += steps
+
+
 def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                    j: int, stop: int, log_every: int,
                    on_log: Callable[[int, float], None] | None = None,
@@ -187,9 +195,7 @@ def run_iterations(step: TrainStep, controller, batches: Iterable[tuple[torch.Te
 
     def close_stage(now: float) -> None:
         if frozen is not None and stage_steps:
-            got = by_stage.setdefault(frozen, [0.0, 0])
-            got[0] += now - stage_start - (callback_seconds - stage_callbacks)
-            got[1] += stage_steps
+            add_stage(by_stage, frozen, now - stage_start - (callback_seconds - stage_callbacks), stage_steps)
 
     stage_callbacks = 0.0
     batches = iter(batches)

@@ -9,7 +9,7 @@ import torch
 from helpers import TINY, compose_cfg
 
 from freezeout.models.factory import build_run_model
-from freezeout.training.stagetiming import measure_stage_seconds, turns_fit
+from freezeout.training.stagetiming import choose_layout, measure_stage_seconds, turns_fit
 from freezeout.training.trainer import train
 
 
@@ -17,6 +17,9 @@ def test_turns_need_every_stages_copy_to_fit_in_a_quarter_of_free_memory(fmnist_
     model = build_run_model(compose_cfg(*TINY, f"data.root={fmnist_root}"), torch.device("cpu"))
     assert turns_fit(model, 7, torch.device("cpu"))
     assert not turns_fit(model, 10**9, torch.device("cpu"))  # a billion copies: passes
+    assert choose_layout(model, 7, torch.device("cpu"), builds_on_previous=False) == "turns"
+    assert choose_layout(model, 7, torch.device("cpu"), builds_on_previous=True) == "passes"  # cache, compile
+    assert choose_layout(model, 10**9, torch.device("cpu"), builds_on_previous=False) == "passes"
 
 
 def test_an_unknown_layout_is_refused():
