@@ -10,15 +10,21 @@ second, the computation's (the unfrozen step's, data on the device), the measure
 input-aware and the compute-only predictions and the realisation against both (measured /
 predicted, median over rounds). Target: input-aware realisation within 0.95-1.05.
 
-The runs of a round train one after the other, in turns of order across rounds, not taking turns
-within a run: a paused run's loader workers would fill its queue meanwhile, hiding the very wait
-measured here. The run overrides apply on top of the benchmark's default run (the quickstart model,
-3 epochs of 4,096 images); the JSON goes to ``bench.out``.
+The runs of a round train one after the other (``bench.turns=none``, the default), the first run
+alternating across rounds, or take turns an epoch at a time (``bench.turns=epoch``): the
+baseline's epoch 1, FreezeOut's epoch 1, FreezeOut's epoch 2, the baseline's epoch 2, and so on.
+Turns change hands only at the end of an epoch, where a run's loader has nothing left to load:
+finer turns would let a paused run's workers fill its queue meanwhile, hiding the very wait
+measured here. On this project's CPU epoch turns did not narrow the rounds' spread (see
+docs/data-at-scale.md). The run overrides apply on top of the benchmark's default run (the
+quickstart model, 3 epochs of 4,096 images); the JSON goes to ``bench.out``, with each round's
+order of turns.
 
 Options (bench.KEY=VALUE):
   bench.workers=[1,4]   loader worker counts, one setting each
   bench.strategy=cubic  bench.t0=0.5   the FreezeOut run
   bench.repeats=3       rounds per setting
+  bench.turns=none      none: a round's runs one after the other; epoch: taking turns an epoch at a time
   bench.threads=0       torch CPU threads (0: torch's default)
   bench.out=bench-results/input.json
 """
@@ -37,10 +43,12 @@ from omegaconf import OmegaConf
 
 from ..errors import ConfigError
 from .settings import compose_run, pct, run_command, say
+from .turns import take_turns
 
 STREAMED = ["data=image_folder", "data.name=folder", "data.loader=stream", "predict_time=true",
             "predict_time_share=1.0", "log_every=50"]
 TARGET = (0.95, 1.05)
+TURNS = ("epoch", "none")
 
 
 @dataclass
@@ -49,6 +57,7 @@ class InputSettings:
     strategy: str = "cubic"
     t0: float = 0.5
     repeats: int = 3
+    turns: str = "none"  # how a round's two runs share the machine (TURNS)
     threads: int = 0
     out: str = "bench-results/input.json"
 
@@ -61,21 +70,41 @@ def parse(argv: list[str]) -> tuple[InputSettings, list[str]]:
                           "counts >= 0")
     if not 0.0 < s.t0 < 1.0:
         raise ConfigError(f"bench.t0={s.t0}: need a value in (0, 1)")
+    if s.turns not in TURNS:
+        raise ConfigError(f"bench.turns={s.turns!r}; allowed: {', '.join(TURNS)}")
     return s, [a for a in argv if not a.startswith("bench.")]
 
 
-def setting(s: InputSettings, overrides: list[str], workers: int, workdir: Path) -> dict:
-    """Rounds of a baseline and a FreezeOut run with ``workers`` loader workers."""
+def train_round(jobs: dict[str, tuple], turns: str, epoch_steps: int) -> tuple[dict, list[str]]:
+    """Train ``jobs`` (label -> ``(cfg, run_dir)``, in the order given): taking turns an epoch of
+    ``epoch_steps`` iterations at a time (``turns="epoch"``), or one after the other. Returns the
+    summaries by label and the order the epochs were trained in (``"label:epoch"``)."""
     from ..training.trainer import train
 
+    labels = list(jobs)
+    if turns == "none":
+        return {k: train(*jobs[k]) for k in labels}, [f"{k}:all" for k in labels]
+    order: list[str] = []
+
+    def run(i: int, cfg, run_dir: Path, pause) -> object:
+        def hand_over(j: int) -> None:  # at the end of an epoch: its loader has nothing left to load
+            order.append(f"{labels[i]}:{j // epoch_steps}")
+            pause(j)
+        return train(cfg, run_dir, pause=hand_over, pause_every=epoch_steps)
+
+    return dict(zip(labels, take_turns([jobs[k] for k in labels], run=run))), order
+
+
+def setting(s: InputSettings, overrides: list[str], workers: int, workdir: Path, epoch_steps: int) -> dict:
+    """Rounds of a baseline and a FreezeOut run with ``workers`` loader workers."""
     variants = {"baseline": ["strategy=none"], "freezeout": [f"strategy={s.strategy}", f"t_0={s.t0}"]}
     rounds = []
     for r in range(s.repeats):
-        order = list(variants) if r % 2 == 0 else list(variants)[::-1]
-        got = {}
-        for label in order:
-            cfg = compose_run([*STREAMED, *overrides], f"data.workers={workers}", *variants[label])
-            got[label] = x = train(cfg, workdir / f"w{workers}-r{r}-{label}")
+        labels = list(variants) if r % 2 == 0 else list(variants)[::-1]
+        jobs = {k: (compose_run([*STREAMED, *overrides], f"data.workers={workers}", *variants[k]),
+                    workdir / f"w{workers}-r{r}-{k}") for k in labels}
+        got, turns = train_round(jobs, s.turns, epoch_steps)
+        for label, x in got.items():
             if x.status != "completed" or x.predicted_speedup["time"] is None:
                 raise ConfigError(f"the {label} run ({x.status}) measured no time model: raise epochs or data.subset")
         b, f = got["baseline"], got["freezeout"]
@@ -88,7 +117,8 @@ def setting(s: InputSettings, overrides: list[str], workers: int, workdir: Path)
                        "input_bound_from": info.get("input_bound_from"), "max_saving": info.get("max_saving"),
                        "seconds": {"baseline": b.train_seconds, "freezeout": f.train_seconds},
                        "data_wait_seconds": {"baseline": b.input["data_wait_seconds"],
-                                             "freezeout": info["data_wait_seconds"]}})
+                                             "freezeout": info["data_wait_seconds"]},
+                       "turns": turns})
         say(f"  workers={workers} round {r + 1}: baseline {b.train_seconds:.2f} s, {s.strategy} t_0={s.t0} "
             f"{f.train_seconds:.2f} s; measured {pct(measured)}, predicted {pct(rounds[-1]['input_aware'])} "
             f"(compute-only {pct(rounds[-1]['compute_only'])})")
@@ -118,9 +148,9 @@ def main(argv: list[str] | None = None) -> dict:
     checked = validate(compose_run([*STREAMED, *overrides]))
     say(f"input benchmark: {checked.train_images} streamed images of {checked.spec.in_channels}x"
         f"{checked.spec.image_size[0]}x{checked.spec.image_size[1]}, {device_name(checked.device)}; "
-        f"workers {s.workers}, {s.repeats} round(s)")
+        f"workers {s.workers}, {s.repeats} round(s), turns: {s.turns}")
     with tempfile.TemporaryDirectory(prefix="freezeout-bench-input-") as tmp:
-        settings = [setting(s, overrides, w, Path(tmp)) for w in s.workers]
+        settings = [setting(s, overrides, w, Path(tmp), checked.iterations_per_epoch) for w in s.workers]
     results = {"settings": {**vars(s), "overrides": overrides, "threads_used": torch.get_num_threads()},
                "environment": {"device": device_name(checked.device), "versions": library_versions(),
                                "git_revision": git_revision()},

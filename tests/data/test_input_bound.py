@@ -4,6 +4,7 @@ input-bound and the most FreezeOut can then save; measured for a real streamed r
 its summary beside the data wait it met."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -88,3 +89,23 @@ def test_the_input_benchmark_takes_its_settings_apart():
     assert (s.workers, s.repeats, overrides) == ([0, 2], 2, ["data.root=/x", "epochs=1"])
     with pytest.raises(ConfigError, match="bench.t0=1.0: need a value in"):
         parse(["bench.t0=1.0"])
+    with pytest.raises(ConfigError, match="bench.turns='halves'; allowed: epoch, none"):
+        parse(["bench.turns=halves"])
+
+
+def test_the_input_benchmark_trains_a_round_taking_turns_an_epoch_at_a_time(jpegs, tmp_path, one_thread):  # noqa: F811
+    from freezeout.bench.input import main
+
+    out = tmp_path / "input.json"
+    got = main([f"data.root={jpegs}", *RUN[1:], "epochs=10", "data.subset=null", "bench.workers=[1]",
+                "bench.repeats=2", "bench.t0=0.5", "bench.turns=epoch", f"bench.out={out}"])
+    assert json.loads(out.read_text())["by_workers"] == got["by_workers"]
+    first, second = got["by_workers"][0]["rounds"]
+    # 10 epochs of 6 steps; the turns change hands at the end of each epoch, in order and then in
+    # reverse, each round starting with the other run
+    assert first["turns"][:6] == ["baseline:1", "freezeout:1", "freezeout:2", "baseline:2", "baseline:3", "freezeout:3"]
+    assert second["turns"][:4] == ["freezeout:1", "baseline:1", "baseline:2", "freezeout:2"]
+    assert len(first["turns"]) == len(second["turns"]) == 20
+    for r in (first, second):
+        assert r["measured"] == pytest.approx(1 - r["seconds"]["freezeout"] / r["seconds"]["baseline"])
+        assert r["input_aware"] <= r["compute_only"] + 1e-12  # tiny images: the loader may bound it all
