@@ -91,7 +91,8 @@ def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batc
       builds on the previous one (the frozen-prefix cache advances its store; compiled graphs
       carry over), and where the copies would not fit (see :func:`turns_fit`).
 
-    ``auto`` chooses by :func:`choose_layout` (the step reads the cache or compiles: passes). ``between_rounds()``, when given, runs after each round (or pass), untimed: the input-aware
+    ``auto`` chooses by :func:`choose_layout` (the step reads the cache or compiles: passes).
+    ``between_rounds()``, when given, runs after each round (or pass), untimed: the input-aware
     time model times the loader there, so that it meets the machine's spells as the stages do.
     ``event_seconds[k]``: the seconds ``step.on_freeze(k)`` took (the median over passes).
     Copies are freed before this returns (a frozen module refers to itself, so a copy would
