@@ -75,10 +75,11 @@ def parse(argv: list[str]) -> tuple[InputSettings, list[str]]:
     return s, [a for a in argv if not a.startswith("bench.")]
 
 
-def train_round(jobs: dict[str, tuple], turns: str, epoch_steps: int) -> tuple[dict, list[str]]:
-    """Train ``jobs`` (label -> ``(cfg, run_dir)``, in the order given): taking turns an epoch of
-    ``epoch_steps`` iterations at a time (``turns="epoch"``), or one after the other. Returns the
-    summaries by label and the order the epochs were trained in (``"label:epoch"``)."""
+def train_round(jobs: dict[str, tuple], turns: str) -> tuple[dict, list[str]]:
+    """Train ``jobs`` (label -> ``(cfg, run_dir)``, in the order given): taking turns an epoch at
+    a time (``turns="epoch"``; each run hands over at the end of its own epochs), or one after the
+    other. Returns the summaries by label and the order the epochs were trained in
+    (``"label:epoch"``)."""
     from ..training.trainer import train
 
     labels = list(jobs)
@@ -87,15 +88,19 @@ def train_round(jobs: dict[str, tuple], turns: str, epoch_steps: int) -> tuple[d
     order: list[str] = []
 
     def run(i: int, cfg, run_dir: Path, pause) -> object:
+        epochs_done = 0  # a fresh run pauses once per epoch, so its n-th hand-over ends epoch n
+
         def hand_over(j: int) -> None:  # at the end of an epoch: its loader has nothing left to load
-            order.append(f"{labels[i]}:{j // epoch_steps}")
+            nonlocal epochs_done
+            epochs_done += 1
+            order.append(f"{labels[i]}:{epochs_done}")
             pause(j)
-        return train(cfg, run_dir, pause=hand_over, pause_every=epoch_steps)
+        return train(cfg, run_dir, pause=hand_over, pause_every="epoch")
 
     return dict(zip(labels, take_turns([jobs[k] for k in labels], run=run))), order
 
 
-def setting(s: InputSettings, overrides: list[str], workers: int, workdir: Path, epoch_steps: int) -> dict:
+def setting(s: InputSettings, overrides: list[str], workers: int, workdir: Path) -> dict:
     """Rounds of a baseline and a FreezeOut run with ``workers`` loader workers."""
     variants = {"baseline": ["strategy=none"], "freezeout": [f"strategy={s.strategy}", f"t_0={s.t0}"]}
     rounds = []
@@ -103,7 +108,7 @@ def setting(s: InputSettings, overrides: list[str], workers: int, workdir: Path,
         labels = list(variants) if r % 2 == 0 else list(variants)[::-1]
         jobs = {k: (compose_run([*STREAMED, *overrides], f"data.workers={workers}", *variants[k]),
                     workdir / f"w{workers}-r{r}-{k}") for k in labels}
-        got, turns = train_round(jobs, s.turns, epoch_steps)
+        got, turns = train_round(jobs, s.turns)
         for label, x in got.items():
             if x.status != "completed" or x.predicted_speedup["time"] is None:
                 raise ConfigError(f"the {label} run ({x.status}) measured no time model: raise epochs or data.subset")
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{checked.spec.image_size[0]}x{checked.spec.image_size[1]}, {device_name(checked.device)}; "
         f"workers {s.workers}, {s.repeats} round(s), turns: {s.turns}")
     with tempfile.TemporaryDirectory(prefix="freezeout-bench-input-") as tmp:
-        settings = [setting(s, overrides, w, Path(tmp), checked.iterations_per_epoch) for w in s.workers]
+        settings = [setting(s, overrides, w, Path(tmp)) for w in s.workers]
     results = {"settings": {**vars(s), "overrides": overrides, "threads_used": torch.get_num_threads()},
                "environment": {"device": device_name(checked.device), "versions": library_versions(),
                                "git_revision": git_revision()},

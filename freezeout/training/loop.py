@@ -61,7 +61,8 @@ class Run:
     data, the controller and the train step, the run's data stream, where records go, and the
     callbacks (``on_epoch(summary)`` writes the summary; ``stop()`` asks for a clean stop;
     ``pause(iteration)`` hands the machine to another run every ``pause_every`` iterations
-    (None: at log points); ``loggers`` hear of every log point and epoch)."""
+    ("epoch": at the end of every epoch of this run's own length; None: at log points);
+    ``loggers`` hear of every log point and epoch)."""
 
     cfg: Any
     model: torch.nn.Module
@@ -75,7 +76,15 @@ class Run:
     stop: Callable[[], bool]
     loggers: Any = None
     pause: Callable[[int], None] | None = None
-    pause_every: int | None = None
+    pause_every: int | str | None = None
+
+
+def pause_interval(pause_every: int | str | None, iters_per_epoch: int, log_every: int) -> int:
+    """Iterations between hand-overs: ``"epoch"`` is the run's own epoch (iterations count from
+    the start of training, so every multiple of it ends an epoch), None the log interval."""
+    if pause_every == "epoch":
+        return iters_per_epoch
+    return pause_every or log_every
 
 
 @dataclass
@@ -128,8 +137,8 @@ def epoch_batches(run: Run, epoch: int, start: int, partial: PartialEpoch | None
 def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: PartialEpoch | None = None) -> None:
     """Epochs until the schedule's iterations are done, from ``state`` (and a stopped epoch's
     ``partial`` progress). ``run.on_epoch(summary)`` brings the summary up to date and writes it
-    after each epoch; ``run.pause`` is called every ``run.pause_every`` iterations (None: at log
-    points), its time not counted as training.
+    after each epoch; ``run.pause`` is called every ``run.pause_every`` iterations ("epoch": at
+    epoch ends; None: at log points), its time not counted as training.
     Raises :class:`~freezeout.training.signals.Interrupted` after a stop request, with a
     checkpoint of the epoch so far."""
     cfg, model, data, controller, step, generator = run.cfg, run.model, run.data, run.controller, run.step, run.generator
@@ -159,7 +168,7 @@ def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: Parti
             batches = TimedBatches(batches, controller, state)
             result = run_iterations(step, controller, batches, state.iteration, min(total, epoch * ipe),
                                     cfg.log_every, on_log, stop, partial.loss_sum, partial.seen,
-                                    pause, run.pause_every or cfg.log_every)
+                                    pause, pause_interval(run.pause_every, ipe, cfg.log_every))
             seconds, wait = partial.seconds + result.seconds, partial.wait + batches.seconds
             add_stage_seconds(state.train_by_stage, result.stage_seconds)
             state.data_wait_seconds += batches.seconds

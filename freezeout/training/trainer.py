@@ -61,10 +61,11 @@ log = logging.getLogger("freezeout")
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None,
-          pause: Callable[[int], None] | None = None, pause_every: int | None = None) -> RunSummary:
+          pause: Callable[[int], None] | None = None, pause_every: int | str | None = None) -> RunSummary:
     """Train one model with FreezeOut as ``cfg`` says; write the per-run files into ``run_dir``
     (default: Hydra's output directory) and return the summary. ``pause(iteration)``, when given,
-    is called every ``pause_every`` iterations (None: at every log point, every ``log_every``),
+    is called every ``pause_every`` iterations ("epoch": at the end of each of this run's epochs;
+    None: at every log point, every ``log_every``),
     outside the timed steps: runs taking turns hand the machine to one another there. Invalid settings raise
     :class:`~freezeout.errors.ConfigError` before anything is written. A finished run in
     ``run_dir`` is returned as it is; an interrupted one is resumed from its last checkpoint.
@@ -80,7 +81,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
 
 
 def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: CheckedRun, stop, pause,
-           pause_every: int | None) -> RunSummary:
+           pause_every: int | str | None) -> RunSummary:
     main = distributed.is_main()  # the one process that writes files
     previous, checkpoint = prior_run(run_dir, cfg)
     if previous is not None and previous.status in FINAL_STATUSES:

@@ -23,6 +23,7 @@ from freezeout.data.common import options
 from freezeout.data.folder import split_items
 from freezeout.errors import ConfigError
 from freezeout.rundir.records import RunSummary, read_metrics
+from freezeout.training.checks import validate
 from freezeout.training.trainer import train
 
 CPU = torch.device("cpu")
@@ -126,3 +127,15 @@ def test_closing_the_stream_stops_its_workers_and_a_later_epoch_starts_new_ones(
     stream.close()  # twice is harmless
     assert epoch(2) == 192
     stream.close()
+
+
+def test_turns_by_epoch_follow_the_run_s_own_epochs_when_images_are_skipped(broken, tmp_path, one_thread):
+    root, _ = broken  # 191 readable training images in memory: 5 full batches of 32, where 192 make 6
+    cfg = compose_cfg(*RUN, f"data.root={root}", "data.loader=memory", "data.skip_bad_images=true", "epochs=3",
+                      "checkpoint=false")
+    assert validate(cfg).iterations_per_epoch == 6  # what the config's checks count, before any image is read
+    pauses: list[int] = []
+    summary = train(cfg, tmp_path / "run", pause=pauses.append, pause_every="epoch")
+    per_epoch = summary.iterations // 3
+    assert summary.status == "completed" and per_epoch == 5
+    assert pauses == [5, 10, 15]
