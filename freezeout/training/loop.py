@@ -79,6 +79,17 @@ class Run:
     pause_every: int | str | None = None
 
 
+def check_pause_every(pause_every: object) -> None:
+    """Refuse a ``pause_every`` that is neither a positive number of iterations, ``"epoch"`` nor
+    None, before a run starts (a misspelt ``"epochs"`` would otherwise fail at its first hand-over)."""
+    if pause_every is None or pause_every == "epoch":
+        return
+    if isinstance(pause_every, bool) or not isinstance(pause_every, int) or pause_every < 1:
+        raise ConfigError(f"pause_every={pause_every!r} is not allowed: give a positive number of "
+                          "iterations, 'epoch' (at the end of each of the run's epochs) or None "
+                          "(at every log point)")
+
+
 def pause_interval(pause_every: int | str | None, iters_per_epoch: int, log_every: int) -> int:
     """Iterations between hand-overs: ``"epoch"`` is the run's own epoch (iterations count from
     the start of training, so every multiple of it ends an epoch), None the log interval."""

@@ -52,7 +52,7 @@ from ..speedup.inputmodel import LoaderTiming, measure_input
 from ..speedup.timemodel import measure_run, note_compile, predict_run
 from .checks import CheckedRun, validate
 from .devices import configure_backends
-from .loop import LoopState, Run, restore, train_epochs
+from .loop import LoopState, Run, check_pause_every, restore, train_epochs
 from .signals import Interrupted, StopRequest
 from .step import Diverged, TrainStep, evaluate, run_step_factory
 from .trackers import open_loggers
@@ -71,6 +71,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     ``run_dir`` is returned as it is; an interrupted one is resumed from its last checkpoint.
     Raises :class:`~freezeout.rundir.lock.RunLocked` when another process trains ``run_dir``, and
     :class:`~freezeout.training.signals.Interrupted` after SIGINT/SIGTERM (with a checkpoint)."""
+    check_pause_every(pause_every)
     distributed.setup()  # joins the launch's process group when started on several processes
     checked = validate(cfg)
     device = runranks.check_config(cfg, checked.device)
