@@ -18,7 +18,7 @@ finer turns would let a paused run's workers fill its queue meanwhile, hiding th
 measured here. On this project's CPU epoch turns did not narrow the rounds' spread (see
 docs/data-at-scale.md). The run overrides apply on top of the benchmark's default run (the
 quickstart model, 3 epochs of 4,096 images); the JSON goes to ``bench.out``, with each round's
-order of turns.
+order of turns and, for each run, every freezing stage's predicted and trained seconds a step.
 
 Options (bench.KEY=VALUE):
   bench.workers=[1,4]   loader worker counts, one setting each
@@ -100,6 +100,14 @@ def train_round(jobs: dict[str, tuple], turns: str) -> tuple[dict, list[str]]:
     return dict(zip(labels, take_turns([jobs[k] for k in labels], run=run))), order
 
 
+def stage_steps(summary) -> dict:
+    """Each freezing stage a run trained through: ``[predicted, trained]`` seconds a step (the
+    input-aware time model's, training's own, data waits included), to see where a round's
+    realisation came from."""
+    predicted, trained = summary.step_seconds or {}, summary.train_step_seconds or {}
+    return {k: [predicted.get(k), trained[k]] for k in sorted(trained, key=int)}
+
+
 def setting(s: InputSettings, overrides: list[str], workers: int, workdir: Path) -> dict:
     """Rounds of a baseline and a FreezeOut run with ``workers`` loader workers."""
     variants = {"baseline": ["strategy=none"], "freezeout": [f"strategy={s.strategy}", f"t_0={s.t0}"]}
@@ -123,6 +131,7 @@ def setting(s: InputSettings, overrides: list[str], workers: int, workdir: Path)
                        "seconds": {"baseline": b.train_seconds, "freezeout": f.train_seconds},
                        "data_wait_seconds": {"baseline": b.input["data_wait_seconds"],
                                              "freezeout": info["data_wait_seconds"]},
+                       "stages": {k: stage_steps(x) for k, x in got.items()},
                        "turns": turns})
         say(f"  workers={workers} round {r + 1}: baseline {b.train_seconds:.2f} s, {s.strategy} t_0={s.t0} "
             f"{f.train_seconds:.2f} s; measured {pct(measured)}, predicted {pct(rounds[-1]['input_aware'])} "

@@ -109,3 +109,7 @@ def test_the_input_benchmark_trains_a_round_taking_turns_an_epoch_at_a_time(jpeg
     for r in (first, second):
         assert r["measured"] == pytest.approx(1 - r["seconds"]["freezeout"] / r["seconds"]["baseline"])
         assert r["input_aware"] <= r["compute_only"] + 1e-12  # tiny images: the loader may bound it all
+        # each stage trained through: the time model's step beside training's own, in seconds
+        assert r["stages"]["baseline"].keys() == {"0"}
+        stages = r["stages"]["freezeout"]
+        assert len(stages) > 1 and all(p is not None and p > 0 and t > 0 for p, t in stages.values())
