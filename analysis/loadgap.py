@@ -8,7 +8,9 @@ faster. Per paired run:
 - runs of one turns round (the same ``turns_group``) trained under the same load by construction;
 - otherwise the share of the machine's CPU time that other work took during each is compared
   (``load_gap``: the run's minus the baseline's, in fractions of the machine), and so are the jobs
-  of the launch beside each and the other processes on its GPU.
+  of the launch beside each, the other processes on its GPU and the size of the turns round each
+  trained in (``turns``: a run taking turns with five others steps slower than one training alone,
+  measured up to 2x on a small CPU model, though no other process shares the machine).
 
 A comparison is *unequal* when the other work differs by more than ``TOLERANCE`` of the machine,
 or the jobs beside or the GPU's other processes differ; ``load_note`` says how. A run or baseline
@@ -49,6 +51,9 @@ def compare_load(run: dict | None, base: dict | None) -> tuple[float, bool | Non
         a, b = run.get(key), base.get(key)
         if a is not None and b is not None and a != b:
             notes.append(f"{what}: {a} (run), {b} (baseline)")
+    mine_turns, their_turns = run.get("turns") or 1, base.get("turns") or 1  # None: not taking turns
+    if mine_turns != their_turns:
+        notes.append(f"runs taking turns in its process: {mine_turns} (run), {their_turns} (baseline)")
     known = not math.isnan(gap) or notes
     return gap, (bool(notes) if known else None), "; ".join(notes)
 

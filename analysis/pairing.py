@@ -89,11 +89,19 @@ def _no_baseline(r: dict, seeds_of: dict[str, list]) -> str:
     return reason
 
 
+def _same_round(run: dict, base: dict) -> bool:
+    """Whether ``run`` and ``base`` trained in one turns round (their recorded ``turns_group``)."""
+    group, base_group = ((r.get("load") or {}).get("turns_group") for r in (run, base))
+    return group is not None and group == base_group
+
+
 def pair_runs(records: list[dict]) -> list[dict]:
     """Copies of ``records`` with ``baseline_dir``, ``measured_speedup``, ``relative_error``,
     ``baseline_val_err``, ``duplicate_baselines`` and ``unpaired`` (why no baseline, or None).
 
-    Baseline runs get no speedup. Among several matching baselines the first by path is used.
+    Baseline runs get no speedup. Among several matching baselines the one that took turns with
+    the run (the same ``turns_group``: the same load by construction) is used, else the first by
+    path.
     """
     out = [dict(r, _key=pair_key(r.get("_config"))) for r in records]
     by_key: dict[str, list[dict]] = {}
@@ -123,9 +131,9 @@ def pair_runs(records: list[dict]) -> list[dict]:
             states = ", ".join(f"{b['dir']} ({b['status']})" for b in same_env)
             r["unpaired"] = f"baseline not completed: {states}"
         else:
-            base = done[0]
+            base = next((b for b in done if _same_round(r, b)), done[0])
             r["baseline_dir"] = base["dir"]
-            r["duplicate_baselines"] = "; ".join(b["dir"] for b in done[1:])
+            r["duplicate_baselines"] = "; ".join(b["dir"] for b in done if b is not base)
             if r["status"] == COMPLETED:
                 r["measured_speedup"] = measured_speedup(r["train_seconds"], base["train_seconds"])
                 r["relative_error"] = relative_error(r["final_val_err"], base["final_val_err"])

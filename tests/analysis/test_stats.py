@@ -76,6 +76,25 @@ def test_compare_load():
     same_round = {"others_cpu_share": 0.9, "turns_group": "g1"}
     assert compare_load(same_round, {"others_cpu_share": 0.1, "turns_group": "g1"}) == (0.0, False, "")
     assert compare_load(None, base)[1:] == (None, "load not recorded by the run")
+    # rounds of different sizes: no other work, yet a run taking turns with 5 others steps slower
+    alone, in_six = {"others_cpu_share": 0.0, "turns": 1, "turns_group": "g2"}, {"others_cpu_share": 0.0, "turns": 6,
+                                                                                  "turns_group": "g1"}
+    assert compare_load(alone, in_six) == (0.0, True, "runs taking turns in its process: 1 (run), 6 (baseline)")
+    assert compare_load({"others_cpu_share": 0.0, "turns": None}, dict(in_six, turns=1))[1] is False
+
+
+def test_a_run_pairs_with_the_baseline_of_its_own_round(tmp_path):
+    """Two baselines of one seed: the run took turns with the second by path, and pairs with it;
+    the other is listed as a duplicate. A run of no round falls back to the first by path."""
+    make_run(tmp_path, "a_base", seconds=200.0, summary_extra={"load": {"turns": 6, "turns_group": "g1"}})
+    make_run(tmp_path, "b_base", seconds=100.0, summary_extra={"load": {"turns": 2, "turns_group": "g2"}})
+    make_run(tmp_path, "c_run", strategy="cubic", seconds=90.0, summary_extra={"load": {"turns": 2, "turns_group": "g2"}})
+    make_run(tmp_path, "d_alone", strategy="linear", seconds=90.0, summary_extra={"load": {"turns": None}})
+    runs = analyze(tmp_path, tmp_path / "analysis")["runs"].set_index("dir")
+    assert runs.loc["c_run", "baseline_dir"] == "b_base" and runs.loc["c_run", "duplicate_baselines"] == "a_base"
+    assert runs.loc["c_run", "measured_speedup"] == pytest.approx(0.1)  # 1 - 90 / 100
+    assert runs.loc["c_run", "load_unequal"] == False  # noqa: E712 (a pandas cell)
+    assert runs.loc["d_alone", "baseline_dir"] == "a_base" and runs.loc["d_alone", "load_unequal"] == True  # noqa: E712
 
 
 def _load(others: float, group: str | None = None) -> dict:
