@@ -9,7 +9,9 @@ No Pareto front is drawn through the means. A front through the means ranks meth
 bars overlap, a ranking two or three seeds cannot support; readers can still see which points
 dominate which, with the spreads beside them. ``pareto_front`` remains for callers that want the
 means' front. When the runs come from a frontier search (``hydra/sweeper=frontier``), the front
-it found is drawn as a dashed line, its best setting within the error budget starred.
+it found is drawn as a dashed line, its best setting within the error budget starred. A method
+with any comparison under unequal load (``analysis/loadgap.py``) is ringed, its measured speedup
+being biased.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ PAPER_SPEEDUP, PAPER_ERROR = 20.0, 3.0  # percent: "speedup below 20% within 3% 
 PAPER_LABEL = "paper's claim (Brock et al. 2017):\nspeedup ≤ 20%, relative error ≤ 3%"
 PAPER_FACE = "#E8E8E8"
 CLIPPED = "mean off the axis: at the edge,\nlabelled (speedup, error)"
+UNEQUAL = "ringed: measured against baselines\nunder unequal load (biased; see summary.md)"
+UNEQUAL_COLOUR = "#B00000"
 FRONT_COLOUR = "#4D4D4D"
 FRONT_LABEL = ("front found by the frontier search\n(its trials' mean speedup by its objective,\n"
                "the time model by default)")
@@ -45,6 +49,10 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
             front.append((x, y))
             best = y
     return front[::-1]
+
+
+_RING = dict(linestyle="none", marker="o", markersize=15, markerfacecolor="none",
+             markeredgecolor=UNEQUAL_COLOUR, markeredgewidth=1.2, zorder=4)
 
 
 def _pct(x: float) -> float:
@@ -93,11 +101,14 @@ def _panel(ax, rows: list[dict], front: list[dict] | None = None):
     ax.axhline(0, color="0.75", linewidth=0.8, zorder=0)
     ax.axvline(0, color="0.75", linewidth=0.8, zorder=0)
     inside = [xlim[0] <= x <= xlim[1] and ylim[0] <= y <= ylim[1] for x, y in zip(xs, ys)]
-    for r, x, y, ex, ey, keep in zip(rows, xs, ys, dx, dy, inside):
+    unequal = [bool(r.get("n_load_unequal")) for r in rows]
+    for r, x, y, ex, ey, keep, ring in zip(rows, xs, ys, dx, dy, inside, unequal):
         if keep:
             kw = marker_kw(r["strategy"], r["scale_lr"])
             ax.errorbar([x], [y], xerr=[[ex[0]], [ex[1]]], yerr=[[ey[0]], [ey[1]]], ecolor=kw["color"],
                         elinewidth=0.9, capsize=2.5, alpha=0.9, linestyle="none", zorder=3, **kw)
+            if ring:
+                ax.plot([x], [y], **_RING)
     out = [i for i, keep in enumerate(inside) if not keep]
     flagged = draw_points(ax, [xs[i] for i in out], [ys[i] for i in out], (xlim, ylim),
                           [marker_kw(rows[i]["strategy"], rows[i]["scale_lr"]) for i in out],
@@ -107,7 +118,7 @@ def _panel(ax, rows: list[dict], front: list[dict] | None = None):
     ax.grid(alpha=0.25)
     legend, texts = family_labels(rows, method_params)
     # every point passed to draw_points lies outside the range, so flagged follows out's order
-    flagged = [(x, y, f"{texts[i]}: {t}" if texts[i] else t)
+    flagged = [(x, y, (f"{texts[i]}: {t}" if texts[i] else t) + (", unequal load" if unequal[i] else ""))
                for i, (x, y, t) in zip(out, flagged)]
     points = [(x, y) for x, y, keep in zip(xs, ys, inside) if keep]
     colours = [style(r["strategy"])[0] for r, keep in zip(rows, inside) if keep]
@@ -121,6 +132,8 @@ def _panel(ax, rows: list[dict], front: list[dict] | None = None):
                for s, text in legend.items()]
     if front:
         handles += _front(ax, front)
+    if any(unequal):
+        handles.append(Line2D([], [], label=UNEQUAL, **_RING))
     if flagged:
         handles.append(Line2D([], [], linestyle="none", marker="<", color="#B00000", label=CLIPPED))
     return handles, write_labels
@@ -151,7 +164,7 @@ def draw_envelope(summary: list[dict], fronts: dict[str, list[dict]] | None = No
         note(f"points: mean over seeds, bars: 95% bootstrap\n"
              f"interval of the mean (n = {n} seeds per point)"),
         note("no Pareto front through the means: the\nspreads overlap too much to rank them")]
-    clipped = [handles.pop(CLIPPED)] if CLIPPED in handles else []  # last in the legend
+    clipped = [handles.pop(k) for k in (UNEQUAL, CLIPPED) if k in handles]  # last in the legend
     legend_outside(fig, list(handles.values()) + extra + clipped)
     for write_labels in writers:  # last: the legend has taken its room, the axes stay put
         write_labels()

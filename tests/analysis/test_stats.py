@@ -154,6 +154,10 @@ def test_envelope_bars_are_the_intervals(four_seeds):
     assert [sorted(round(x, 6) for x in (seg[0][0], seg[1][0])) for seg in horizontal] == [[10.0, 25.0]]
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any("95% bootstrap" in t for t in labels)
+    # seed 3's comparison was under unequal load: cubic's point (15%, +3.75%) is ringed
+    rings = [ln for ln in ax.lines if ln.get_marker() == "o" and ln.get_markerfacecolor() == "none"]
+    assert [(x, round(y, 6)) for ln in rings for x, y in ln.get_xydata()] == [(15.0, 3.75)]
+    assert any("unequal load" in t for t in labels)
 
 
 def test_flat_share_of_training():
