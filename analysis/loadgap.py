@@ -9,12 +9,12 @@ faster. Per paired run:
 - otherwise the share of the machine's CPU time that other work took during each is compared
   (``load_gap``: the run's minus the baseline's, in fractions of the machine), and so are the jobs
   of the launch beside each, the other processes on its GPU and the size of the turns round each
-  trained in (``turns``: a run taking turns with five others steps slower than one training alone,
-  measured up to 2x on a small CPU model, though no other process shares the machine).
+  trained in (``turns``: a run taking turns with one or five others stepped about 2x slower than
+  one training alone on a small CPU model, though no other process shared the machine).
 
 A comparison is *unequal* when the other work differs by more than ``TOLERANCE`` of the machine,
-or the jobs beside or the GPU's other processes differ; ``load_note`` says how. A run or baseline
-that recorded no load is left unjudged (``load_unequal`` None).
+or the jobs beside, the GPU's other processes or the rounds' sizes differ; ``load_note`` says
+how. A run or baseline that recorded no load is left unjudged (``load_unequal`` None).
 """
 from __future__ import annotations
 
