@@ -29,6 +29,13 @@ def _load(r: dict) -> dict | None:
     return load if isinstance(load, dict) else None
 
 
+def same_round(run: dict | None, base: dict | None) -> bool:
+    """Whether two load records come from one turns round (the same ``turns_group``): the same
+    load by construction."""
+    group = (run or {}).get("turns_group")
+    return bool(group) and group == (base or {}).get("turns_group")
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
@@ -38,7 +45,7 @@ def compare_load(run: dict | None, base: dict | None) -> tuple[float, bool | Non
     if run is None or base is None:
         which = "run" if run is None else "baseline"
         return math.nan, None, f"load not recorded by the {which}"
-    if run.get("turns_group") and run.get("turns_group") == base.get("turns_group"):
+    if same_round(run, base):
         return 0.0, False, ""
     gap, notes = math.nan, []
     mine, theirs = run.get("others_cpu_share"), base.get("others_cpu_share")

@@ -20,6 +20,7 @@ from typing import Any
 from freezeout.rundir.identity import FREEZEOUT_KEYS, NON_SEMANTIC_KEYS, flatten, under
 
 from .collect import COMPLETED, natural_key
+from .loadgap import same_round
 from .methods import BASELINE, CACHE_FROZEN
 
 #: Config keys that say what to run on; pairing compares what the run did run on instead.
@@ -89,12 +90,6 @@ def _no_baseline(r: dict, seeds_of: dict[str, list]) -> str:
     return reason
 
 
-def _same_round(run: dict, base: dict) -> bool:
-    """Whether ``run`` and ``base`` trained in one turns round (their recorded ``turns_group``)."""
-    group, base_group = ((r.get("load") or {}).get("turns_group") for r in (run, base))
-    return group is not None and group == base_group
-
-
 def pair_runs(records: list[dict]) -> list[dict]:
     """Copies of ``records`` with ``baseline_dir``, ``measured_speedup``, ``relative_error``,
     ``baseline_val_err``, ``duplicate_baselines`` and ``unpaired`` (why no baseline, or None).
@@ -131,7 +126,7 @@ def pair_runs(records: list[dict]) -> list[dict]:
             states = ", ".join(f"{b['dir']} ({b['status']})" for b in same_env)
             r["unpaired"] = f"baseline not completed: {states}"
         else:
-            base = next((b for b in done if _same_round(r, b)), done[0])
+            base = next((b for b in done if same_round(r.get("load"), b.get("load"))), done[0])
             r["baseline_dir"] = base["dir"]
             r["duplicate_baselines"] = "; ".join(b["dir"] for b in done if b is not base)
             if r["status"] == COMPLETED:
