@@ -25,7 +25,7 @@ def read_fronts(root: Path, runs: list[dict]) -> dict[str, list[dict]]:
         for row in rows:
             if row.get("on_front") != "True":
                 continue
-            dirs = json.loads(row.get("run_dirs") or "[]")
+            dirs = [_run_dir(d, path.parent) for d in json.loads(row.get("run_dirs") or "[]")]
             settings = {setting_of.get(_relative(d, root)) for d in dirs} - {None}
             if len(settings) != 1:
                 continue  # its runs are not among the analysed ones
@@ -36,7 +36,18 @@ def read_fronts(root: Path, runs: list[dict]) -> dict[str, list[dict]]:
     return {k: sorted(v, key=lambda t: t["speedup"]) for k, v in fronts.items()}
 
 
-def _relative(run_dir: str, root: Path) -> str | None:
+def _run_dir(recorded: str, sweep_dir: Path) -> Path:
+    """A trial's run directory: recorded relative to its sweep dir. An absolute one (written by
+    earlier searches) is looked for by name in the sweep dir first, where a sweep moved or copied
+    keeps it."""
+    path = Path(recorded)
+    if not path.is_absolute():
+        return sweep_dir / path
+    local = sweep_dir / path.name
+    return local if local.exists() else path
+
+
+def _relative(run_dir: Path, root: Path) -> str | None:
     try:
         return Path(run_dir).resolve().relative_to(Path(root).resolve()).as_posix()
     except ValueError:

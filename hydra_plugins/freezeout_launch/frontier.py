@@ -133,7 +133,7 @@ class FrontierSweeper(Sweeper):
         baselines = self._baselines(fixed)
         while left > 0:
             batch = [study.ask() for _ in range(min(left, self.trials_per_launch))]
-            self._run_trials(study, batch, fixed, space, baselines)
+            self._run_trials(study, batch, fixed, space, baselines, sweep_dir)
             left -= len(batch)
         rows = front_rows(study, self.budget)
         write_front(rows, sweep_dir)
@@ -156,7 +156,7 @@ class FrontierSweeper(Sweeper):
         return self._launch(self._baseline_jobs(fixed))
 
     def _run_trials(self, study: Any, trials: List[Any], fixed: List[str], space: Dict[str, Any],
-                    baselines: List[Path]) -> None:
+                    baselines: List[Path], sweep_dir: Path) -> None:
         from optuna.trial import TrialState
 
         from .frontier_study import trial_values
@@ -168,7 +168,7 @@ class FrontierSweeper(Sweeper):
         n = len(self.seeds)
         for i, (trial, params) in enumerate(zip(trials, drawn)):
             try:
-                values, details = trial_values(dirs[i * n:(i + 1) * n], baselines, self.speedup)
+                values, details = trial_values(dirs[i * n:(i + 1) * n], baselines, self.speedup, sweep_dir)
             except ValueError as e:
                 trial.set_user_attr("error", str(e))
                 study.tell(trial, state=TrialState.FAIL)

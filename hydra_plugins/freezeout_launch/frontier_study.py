@@ -12,6 +12,7 @@ speedup (by default the run's own time model, ``predicted_speedup.time``; ``flop
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -122,9 +123,12 @@ def _speedup(run: RunSummary, base: RunSummary, kind: str) -> float:
     return math.nan if value is None else float(value)
 
 
-def trial_values(runs: Sequence[Path], baselines: Sequence[Path], speedup: str) -> Tuple[List[float], Dict]:
+def trial_values(runs: Sequence[Path], baselines: Sequence[Path], speedup: str,
+                 sweep_dir: Path) -> Tuple[List[float], Dict]:
     """``([mean speedup, mean relative error], details)`` of one trial's runs, each with the
-    baseline of its seed (same order). Raises ValueError naming the run that gives no value."""
+    baseline of its seed (same order). The details name the runs relative to ``sweep_dir``, so a
+    sweep moved or copied (into ``results/``) still finds them. Raises ValueError naming the run
+    that gives no value."""
     per_seed: Dict[str, List[float]] = {"speedup": [], "relative_error": []}
     for run_dir, base_dir in zip(runs, baselines):
         run, base = read_summary(run_dir), read_summary(base_dir)
@@ -140,7 +144,7 @@ def trial_values(runs: Sequence[Path], baselines: Sequence[Path], speedup: str) 
         per_seed["relative_error"].append((run.final_val_err - base.final_val_err) / base.final_val_err
                                           if base.final_val_err else math.nan)
     values = [sum(v) / len(v) for v in (per_seed["speedup"], per_seed["relative_error"])]
-    return values, {**per_seed, "run_dirs": [str(p) for p in runs]}
+    return values, {**per_seed, "run_dirs": [os.path.relpath(p, sweep_dir) for p in runs]}
 
 
 def front_rows(study: Any, budget: float) -> List[Dict[str, Any]]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -263,3 +264,17 @@ def test_cli(sweep, tmp_path):
         proc = run_cli(path)
         assert proc.returncode == 2
         assert len(proc.stderr.strip().splitlines()) == 1 and "analysis:" in proc.stderr
+
+
+def test_a_copied_frontier_search_still_draws_its_front(tmp_path):
+    """results/study_long/frontier_densenet: a search copied out of its sweep dir, whose
+    frontier.csv names its runs by their absolute paths at the time (as searches did before
+    naming them relative to the sweep): the runs are found by name in the copy."""
+    search = tmp_path / "frontier_densenet"
+    shutil.copytree(REPO / "results" / "study_long" / "frontier_densenet", search,
+                    ignore=shutil.ignore_patterns("analysis", "*.db"))
+    assert "/multirun/" in (search / "frontier.csv").read_text()  # absolute, from elsewhere
+    analyze(search, tmp_path / "out")
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert "Front found by the frontier search (densenet / fashion_mnist" in text
+    assert "- trial 0: speedup 4.6%, relative error -15.1%" in text

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 from helpers import run_cli
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from analysis import analyze
 from freezeout.errors import ConfigError
 from hydra_plugins.freezeout_launch.frontier import FrontierSweeper
 from hydra_plugins.freezeout_launch.frontier_space import FrontierError, split_space
@@ -63,7 +65,7 @@ def test_a_search_finds_a_front_and_a_relaunch_continues_it(fmnist_root, tmp_pat
         drawn = "strategy.freeze_start" if t.params["strategy"] == "layer_freezing" else "t_0"
         assert set(t.params) == {"strategy", drawn}
         # The objectives, by hand from the runs' own records: means over the two seeds.
-        runs = [summary(d) for d in t.user_attrs["run_dirs"]]
+        runs = [summary(sweep / d) for d in t.user_attrs["run_dirs"]]
         assert [r["seed"] for r in runs] == [0, 1] and all(r["strategy"] == t.params["strategy"] for r in runs)
         speedup = sum(r["predicted_speedup"]["time"] for r in runs) / 2
         rel = sum((r["final_val_err"] - bases[r["seed"]]["final_val_err"]) / bases[r["seed"]]["final_val_err"]
@@ -77,6 +79,13 @@ def test_a_search_finds_a_front_and_a_relaunch_continues_it(fmnist_root, tmp_pat
     assert {t.number for t in study.best_trials} == front
     assert "frontier: 6 completed trials (0 failed)" in proc.stdout
     assert "Front found by the frontier search" in (sweep / "analysis" / "summary.md").read_text()
+    # The trials name their runs relative to the sweep, so a copy of it (as into results/) still
+    # draws its front.
+    assert all(not Path(d).is_absolute() for t in trials for d in t.user_attrs["run_dirs"])
+    copy = tmp_path / "results" / "search"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("analysis"))
+    analyze(copy, copy / "analysis")
+    assert "Front found by the frontier search" in (copy / "analysis" / "summary.md").read_text()
 
     # Re-launch with a budget of 8: two new trials; nothing of the first six trains again.
     before = {p: p.read_bytes() for p in sweep.glob("run_*/summary.json")}
