@@ -1,5 +1,5 @@
 """Analysis of FreezeOut sweeps: collect runs, pair them with their baselines, aggregate over
-seeds, write ``runs.csv``, ``summary.csv``, ``summary.md`` and plots. ``python -m analysis DIR``.
+seeds, write ``runs.csv``, ``summary.csv``, ``summary.md`` and plots. ``freezeout analyze DIR`` (``python -m freezeout.analysis DIR``).
 
 Reads only the run files (``summary.json``, ``metrics.jsonl``, ``.hydra/``): no torch needed.
 """

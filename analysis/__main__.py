@@ -1,4 +1,4 @@
-"""``python -m analysis <sweep or runs dir> [--out DIR]``: exit 0 when the analysis ran (even with
+"""``freezeout analyze <sweep or runs dir> [--out DIR]``: exit 0 when the analysis ran (even with
 failed runs), 2 when the folder does not exist or holds no run."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .pipeline import analyze
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m analysis", description="Pair FreezeOut runs with their baselines, "
+        prog="freezeout analyze", description="Pair FreezeOut runs with their baselines, "
         "aggregate over seeds, write tables and plots.")
     parser.add_argument("path", help="a sweep directory or any folder holding run directories")
     parser.add_argument("--out", help="output folder (default: <path>/analysis)")

@@ -3,7 +3,7 @@
     hydra:
       callbacks:
         analysis:
-          _target_: analysis.callback.AnalysisCallback
+          _target_: freezeout.analysis.callback.AnalysisCallback
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ COMMANDS = {
     "train": ("freezeout.cli.train:main", "train one run, or a sweep with -m: train [-m] [KEY=VALUE ...]"),
     "plan": ("freezeout.plan.sweep:main", "what a sweep will run and its predicted time: plan [-m] KEY=A,B ..."),
     "groups": ("freezeout.models.report:main", "a model's layer groups, FLOPs and freezing times: groups KEY=VALUE"),
-    "analyze": ("analysis.__main__:main", "pair runs with their baselines, tables and plots: analyze DIR"),
+    "analyze": ("freezeout.analysis.__main__:main", "pair runs with their baselines, tables and plots: analyze DIR"),
     "bench": ("freezeout.bench:cli", "the benchmark: predicted against measured speedups"),
     "config": ("freezeout.cli.configs:main", "copy a shipped config or sweep to edit: config cp NAME DEST"),
 }

@@ -40,7 +40,7 @@ from .project import use_launch_dir, use_shipped_configs
 
 log = logging.getLogger("freezeout")
 #: The Hydra callback (conf/config.yaml) that counts a sweep's failed and diverged runs.
-STATUS_CALLBACK = "analysis.status.SweepStatusCallback"
+STATUS_CALLBACK = "freezeout.analysis.status.SweepStatusCallback"
 # At import, not in main(): a launcher's worker process imports this module to unpickle ``run``,
 # and resolves the config's interpolations with these resolvers.
 register_configs()

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from analysis import analyze, measured_speedup, pair_key, relative_error
-from analysis.callback import AnalysisCallback
-from analysis.plots import pareto_front
+from freezeout.analysis import analyze, measured_speedup, pair_key, relative_error
+from freezeout.analysis.callback import AnalysisCallback
+from freezeout.analysis.plots import pareto_front
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -245,12 +245,12 @@ def test_callback(sweep, tmp_path, capsys):
 
 
 def test_does_not_import_torch():
-    code = "import sys, analysis, analysis.callback; assert 'torch' not in sys.modules"
+    code = "import sys, freezeout.analysis, freezeout.analysis.callback; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "analysis", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "freezeout.analysis", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from test_analysis import by_dir, make_run
 
-from analysis import analyze
+from freezeout.analysis import analyze
 
 A100, H100 = "cuda:0 (NVIDIA A100)", "cuda:0 (NVIDIA H100)"
 

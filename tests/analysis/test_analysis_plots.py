@@ -12,11 +12,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from test_analysis import make_run
 
-from analysis.aggregate import add_settings, aggregate
-from analysis.collect import collect_runs
-from analysis.pairing import pair_runs
-from analysis.plots import draw_envelope, draw_predicted_vs_measured, draw_val_curves, place_labels, robust_limits
-from analysis.plots.labels import text_box
+from freezeout.analysis.aggregate import add_settings, aggregate
+from freezeout.analysis.collect import collect_runs
+from freezeout.analysis.pairing import pair_runs
+from freezeout.analysis.plots import draw_envelope, draw_predicted_vs_measured, draw_val_curves, place_labels, robust_limits
+from freezeout.analysis.plots.labels import text_box
 
 
 def records(root):

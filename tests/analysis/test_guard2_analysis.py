@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from test_analysis import make_run
 
-from analysis.collect import collect_runs
-from analysis.pairing import pair_runs
+from freezeout.analysis.collect import collect_runs
+from freezeout.analysis.pairing import pair_runs
 
 
 def test_the_baseline_chosen_is_the_same_in_any_order_of_the_records(tmp_path):

@@ -9,9 +9,9 @@ import math
 import pytest
 from test_analysis import make_run
 
-from analysis.aggregate import add_settings, aggregate, stats
-from analysis.collect import collect_runs
-from analysis.pairing import measured_speedup, pair_runs, relative_error
+from freezeout.analysis.aggregate import add_settings, aggregate, stats
+from freezeout.analysis.collect import collect_runs
+from freezeout.analysis.pairing import measured_speedup, pair_runs, relative_error
 
 A100, H100 = "cuda:0 (NVIDIA A100)", "cuda:0 (NVIDIA H100)"
 

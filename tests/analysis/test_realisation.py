@@ -8,8 +8,8 @@ import math
 import pytest
 from test_analysis import by_dir, make_run
 
-from analysis import analyze
-from analysis.realisation import realisation, stage_ratios
+from freezeout.analysis import analyze
+from freezeout.analysis.realisation import realisation, stage_ratios
 
 
 def test_realisation_and_stage_ratios_by_hand():

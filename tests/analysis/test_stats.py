@@ -10,10 +10,10 @@ import pytest
 from matplotlib.collections import LineCollection
 from test_analysis import make_run
 
-from analysis import analyze
-from analysis.loadgap import compare_load
-from analysis.plots import draw_envelope
-from analysis.stats import bootstrap_ci, paired_differences, paired_t_power, region_verdict, seeds_needed
+from freezeout.analysis import analyze
+from freezeout.analysis.loadgap import compare_load
+from freezeout.analysis.plots import draw_envelope
+from freezeout.analysis.stats import bootstrap_ci, paired_differences, paired_t_power, region_verdict, seeds_needed
 
 
 def test_bootstrap_interval_matches_a_hand_computation():
@@ -144,8 +144,8 @@ def test_envelope_bars_are_the_intervals(four_seeds):
     root, _ = four_seeds
     from test_analysis_plots import records
 
-    from analysis.aggregate import aggregate
-    from analysis.loadgap import add_load_gaps
+    from freezeout.analysis.aggregate import aggregate
+    from freezeout.analysis.loadgap import add_load_gaps
 
     fig = draw_envelope(aggregate(add_load_gaps(records(root))))
     (ax,) = fig.axes
@@ -161,7 +161,7 @@ def test_envelope_bars_are_the_intervals(four_seeds):
 
 
 def test_flat_share_of_training():
-    from analysis.plateau import flat_share
+    from freezeout.analysis.plateau import flat_share
 
     curve = [{"val_err": e} for e in (0.50, 0.30, 0.200, 0.198, 0.199, 0.197)]
     # best 0.197; the best-so-far is within 0.005 of it from epoch 3 (0.200): 3 of 6 epochs flat

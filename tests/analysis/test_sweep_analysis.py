@@ -1,4 +1,4 @@
-"""A small real sweep through ``run.py -m``, analysed as a user would with ``python -m analysis``."""
+"""A small real sweep through ``run.py -m``, analysed as a user would with ``freezeout analyze``."""
 from __future__ import annotations
 
 import json
@@ -24,7 +24,7 @@ def test_analysis_of_a_real_sweep_uses_the_runs_own_timings(tmp_path, fmnist_roo
     assert launch.returncode == 0, launch.stderr[-3000:]
 
     out = tmp_path / "report"
-    proc = subprocess.run([sys.executable, "-m", "analysis", str(sweep), "--out", str(out)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "freezeout.analysis", str(sweep), "--out", str(out)], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("runs.csv", "summary.csv", "summary.md", *(f"{p}.{ext}" for p in

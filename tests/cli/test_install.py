@@ -83,14 +83,17 @@ def project(venv, fmnist_root, tmp_path_factory) -> Path:
 def test_the_wheel_ships_every_module_and_config(wheel):
     whl, src = wheel
     names = set(zipfile.ZipFile(whl).namelist())
-    modules = {p.relative_to(src).as_posix() for pkg in ("freezeout", "analysis", "hydra_plugins")
+    modules = {p.relative_to(src).as_posix() for pkg in ("freezeout", "hydra_plugins")
                for p in (src / pkg).rglob("*.py")}
+    modules |= {f"freezeout/{p.relative_to(src).as_posix()}" for p in (src / "analysis").rglob("*.py")}
     configs = {f"freezeout/{p.relative_to(src).as_posix()}" for d in ("conf", "sweeps") for p in (src / d).rglob("*.yaml")}
     assert modules and modules <= names
     assert len(configs) > 30 and configs <= names
     assert "freezeout/conf/config.yaml" in names and "freezeout/sweeps/strategies.yaml" in names
     entry_points = zipfile.ZipFile(whl).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "freezeout = freezeout.cli:main" in entry_points
+    top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert top_level == {"freezeout", "hydra_plugins"}, top_level  # nothing of ours to shadow a user's module
 
 
 def test_the_installed_copy_runs_a_model_from_the_launch_directory(venv, project):

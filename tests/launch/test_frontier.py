@@ -13,7 +13,7 @@ import pytest
 from helpers import run_cli
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from analysis import analyze
+from freezeout.analysis import analyze
 from freezeout.errors import ConfigError
 from hydra_plugins.freezeout_launch.frontier import FrontierSweeper
 from hydra_plugins.freezeout_launch.frontier_space import FrontierError, split_space

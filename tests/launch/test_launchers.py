@@ -65,7 +65,7 @@ def summary(run_dir: Path) -> dict:
 
 def analysed(sweep: Path, out: Path) -> list[tuple]:
     """What the analysis makes of a sweep, launcher-independent: one row per run, sorted."""
-    from analysis import analyze
+    from freezeout.analysis import analyze
 
     runs = analyze(sweep, out)["runs"]
     assert len(runs) == 2
