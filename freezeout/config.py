@@ -3,8 +3,10 @@ a run config is composed outside ``freezeout train``.
 
 Types are enforced by Hydra when composing (``t_0=abc`` fails there, naming the key); ranges and
 names are checked by :func:`freezeout.training.checks.validate` before any data is loaded or any
-file is written. This module imports nothing of the project but its errors and the run identity's
-resolver, so every package may import the schema.
+file is written. This module imports nothing of the project but its errors, the run identity's
+resolver and FreezeOut's settings (:mod:`freezeout.freezing.schedule`, a leaf), so every package
+may import the schema; :func:`register_configs` loads the freezing rules (torch-free), whose
+schemas are theirs.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
+
+from .freezing.schedule import FreezeOutSettings
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
@@ -118,26 +122,6 @@ class AdamWConfig:
 
 
 @dataclass
-class StrategyConfig:
-    name: str = MISSING  # linear | squared | cubic | none (FreezeOut's schedule, set by t_0, scale_lr)
-
-
-@dataclass
-class LayerFreezingConfig:
-    name: str = "layer_freezing"
-    freeze_start: float = 0.5  # fraction of training before the first group freezes, in [0, 1)
-    freeze_level: float = 1.0  # fraction of the non-head groups frozen by the end, in (0, 1]
-
-
-@dataclass
-class AutoFreezeConfig:
-    name: str = "autofreeze"
-    interval: int = 50  # iterations between checks of the gradient norms
-    percentile: float = 50.0  # groups whose norm change is below this percentile may freeze
-    max_per_check: int = 1  # groups frozen at one check, at most
-
-
-@dataclass
 class DataConfig:
     """Every data option, for every source (freezeout/data/); unused ones are ignored."""
     # builtin (name: cifar10 | cifar100 | fashion_mnist) | image_folder | shards (WebDataset tars) | torchvision
@@ -170,14 +154,14 @@ class DataConfig:
 
 
 @dataclass
-class Config:
+class Config(FreezeOutSettings):
+    """The run config. Its own defaults are here; FreezeOut's settings (t_0, scale_lr, const_time)
+    come from :class:`FreezeOutSettings`, each rule's ``strategy.*`` from the rule's schema
+    (freezeout/freezing/rules/), each yaml in conf/ selects and overrides, never restates."""
     model: Any = MISSING
     optimizer: Any = MISSING
-    strategy: Any = MISSING
+    strategy: Any = MISSING  # a rule's schema (schema/strategy/NAME), chosen by conf/strategy/NAME.yaml
     data: DataConfig = field(default_factory=DataConfig)
-    t_0: float = 0.8  # fraction of training after which the first group freezes, before scaling
-    scale_lr: bool = True  # start group i at lr / t_i
-    const_time: bool = False  # train T / (1 - predicted speedup) iterations: the baseline's budget
     epochs: int = 100
     batch_size: int = 50  # images per step
     seed: int = 0
@@ -209,8 +193,12 @@ class Config:
 
 
 def register_configs() -> None:
-    """Register the schema, the per-model and per-optimizer schemas with Hydra's ConfigStore.
-    Call it before composing a config."""
+    """Register the schema, the per-model and per-optimizer schemas with Hydra's ConfigStore, and
+    load the freezing rules, each of which registers its own (``schema/strategy/NAME``; those of
+    ``freezeout_rules`` packages on ``sys.path`` too). Call it before composing a config."""
+    from .freezing.rules import load_rule_plugins  # torch-free: the rules' declarations only
+
+    load_rule_plugins()
     cs = ConfigStore.instance()
     cs.store(name="freezeout_schema", node=Config)
     # In a group of their own, so that `model=` lists only the real choices.
@@ -220,9 +208,6 @@ def register_configs() -> None:
     cs.store(group="schema/model", name="timm", node=TimmModelConfig)
     cs.store(group="schema/model", name="torchvision", node=TorchvisionModelConfig)
     cs.store(group="schema/model", name="custom", node=CustomModelConfig)
-    cs.store(group="schema/strategy", name="freezeout", node=StrategyConfig)
-    cs.store(group="schema/strategy", name="layer_freezing", node=LayerFreezingConfig)
-    cs.store(group="schema/strategy", name="autofreeze", node=AutoFreezeConfig)
     cs.store(group="schema/optimizer", name="sgd", node=SGDConfig)
     cs.store(group="schema/optimizer", name="adamw", node=AdamWConfig)
 

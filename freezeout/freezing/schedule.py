@@ -9,9 +9,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-#: Strategy name -> power of the scaling function s(x) = x ** p. ``none`` is the baseline.
+#: Strategy name -> power of the scaling function s(x) = x ** p.
 STRATEGY_POWERS = {"linear": 1, "squared": 2, "cubic": 3}
-STRATEGIES = ("none", *STRATEGY_POWERS)
+BASELINE = "none"  # the baseline's strategy: every t_i = 1 (plain cosine annealing, nothing frozen)
+STRATEGIES = (BASELINE, *STRATEGY_POWERS)
+
+
+@dataclass
+class FreezeOutSettings:
+    """FreezeOut's own settings, top-level keys of a run config (the run schema,
+    ``freezeout.config.Config``, extends this class): the one place their defaults are written."""
+
+    t_0: float = 0.8  # fraction of training after which the first group freezes, before scaling
+    scale_lr: bool = True  # start group i at lr / t_i
+    const_time: bool = False  # train T / (1 - predicted speedup) iterations: the baseline's budget
 
 
 def check_strategy(strategy: str) -> None:
@@ -38,7 +49,7 @@ def layer_times(n: int, t_0: float, strategy: str) -> list[float]:
         raise ValueError(f"n={n!r} layer groups; need at least 1")
     check_t_0(t_0)
     check_strategy(strategy)
-    if strategy == "none" or n == 1:
+    if strategy == BASELINE or n == 1:
         return [1.0] * n
     return [scale(t_0 + (1.0 - t_0) * i / (n - 1), strategy) for i in range(n - 1)] + [1.0]
 

@@ -20,10 +20,8 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from ..config import config_dir
 from ..freezing.rules import check_strategy_config, get_rule, make_controller, realised_times, strategy_schedule
 from ..freezing.rules.registry import SCHEDULE_KEYS
 from ..models.adapters import group_model
@@ -45,7 +43,7 @@ class FreezeController:
     (the baseline: cosine annealing, nothing frozen), ``layer_freezing`` (``freeze_start``,
     ``freeze_level``; needs ``steps_per_epoch``: it acts at epoch ends) or ``autofreeze``
     (``interval``, ``percentile``, ``max_per_check``); options left out take the harness's
-    defaults (``conf/strategy/RULE.yaml``). ``lr``: the base rate of the schedule; default: the
+    defaults (its schema, e.g. ``LayerFreezingConfig``). ``lr``: the base rate of the schedule; default: the
     optimizer's own (``optimizer.defaults["lr"]``).
 
     Call :meth:`step` after every optimizer step (before the next ``zero_grad``: ``autofreeze``
@@ -148,17 +146,18 @@ class FreezeController:
 
 
 def rule_settings(rule: str, options: dict) -> dict:
-    """``{"name": rule, **options}``, the options the caller left out taken from the shipped
-    ``conf/strategy/RULE.yaml``; ValueError for an unknown rule or option."""
-    allowed = get_rule(rule).options
+    """``{"name": rule, **options}``, the options the caller left out taken from the rule's schema
+    (its dataclass, the one place their defaults are written); ValueError for an unknown rule or
+    option, or an option without a default left out."""
+    declared = get_rule(rule)
+    allowed = declared.options
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"{unknown[0]}={options[unknown[0]]!r} does not apply to rule={rule}; its options: "
                          f"{', '.join(allowed) or 'none'} (and t_0, scale_lr for linear, squared, cubic)")
-    shipped = config_dir() / "strategy" / f"{rule}.yaml"
-    defaults = OmegaConf.to_container(OmegaConf.load(shipped)) if shipped.is_file() else {}
-    settings = {k: options.get(k, defaults.get(k)) for k in allowed}
-    missing = [k for k, v in settings.items() if v is None]
+    defaults = declared.defaults()
+    settings = {k: options.get(k, defaults[k]) for k in allowed}
+    missing = [k for k, v in settings.items() if v is None or v == "???"]
     if missing:
         raise ValueError(f"rule={rule} needs {', '.join(missing)}")
     return {"name": rule, **settings}

@@ -128,7 +128,7 @@ def test_state_dict_resumes_to_the_same_weights(batches, one_thread):
 def test_layer_freezing_freezes_at_epoch_ends_with_the_baseline_cosine(batches, one_thread):
     net = small_net()
     controller = FreezeController(net, sgd, 32, "layer_freezing", steps_per_epoch=8, input_shape=(1, 1, 28, 28))
-    assert controller.settings["freeze_start"] == 0.5  # the shipped default (conf/strategy/layer_freezing.yaml)
+    assert controller.settings["freeze_start"] == 0.5  # the schema's default (LayerFreezingConfig)
     for j in range(1, 33):
         run_steps(net, controller, batches[(j - 1) % 8:(j - 1) % 8 + 1])
         if j < 32:

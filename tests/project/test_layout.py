@@ -99,12 +99,15 @@ def test_freezeout_imports_nothing_of_analysis():
 
 
 def test_config_is_the_schema_alone():
-    """config.py imports nothing of the project but errors and the run's identity keys (both
-    leaves), so every package may import the schema."""
+    """config.py imports nothing of the project but errors, the run's identity keys and FreezeOut's
+    settings (leaves), so every package may import the schema; registering it loads the freezing
+    rules, whose schemas are theirs (torch-free declarations, which never import config)."""
     graph = import_graph()
     assert graph["freezeout.config"] <= {"freezeout", "freezeout.errors", "freezeout.rundir",
-                                         "freezeout.rundir.identity"}
+                                         "freezeout.rundir.identity", "freezeout.freezing",
+                                         "freezeout.freezing.schedule", "freezeout.freezing.rules"}
     assert graph["freezeout.rundir.identity"] <= {"freezeout", "freezeout.rundir"}
+    assert graph["freezeout.freezing.schedule"] <= {"freezeout", "freezeout.freezing"}
 
 
 def test_rundir_is_torch_free_at_import():

@@ -2,10 +2,20 @@
 runs on); at each epoch end the first groups are frozen by the fraction of training done."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..schedule import Schedule
 from .registry import SCHEDULE_KEYS, Rule, ScheduleInputs, need, register
+
+
+@dataclass
+class LayerFreezingConfig:
+    """``strategy=layer_freezing``'s settings."""
+
+    name: str = "layer_freezing"
+    freeze_start: float = 0.5  # fraction of training before the first group freezes, in [0, 1)
+    freeze_level: float = 1.0  # fraction of the non-head groups frozen by the end, in (0, 1]
 
 
 def layer_freezing_count(tau: float, n: int, freeze_start: float, freeze_level: float) -> int:
@@ -48,5 +58,5 @@ def _check(strategy: Mapping[str, Any]) -> None:
     need(0.0 < strategy["freeze_level"] <= 1.0, strategy, "freeze_level", "(0, 1]")
 
 
-register(Rule("layer_freezing", _schedule, at_epoch_ends=True, options=("freeze_start", "freeze_level"), unread=tuple(SCHEDULE_KEYS),
+register(Rule("layer_freezing", _schedule, LayerFreezingConfig, at_epoch_ends=True, unread=tuple(SCHEDULE_KEYS),
               refuses_unread=True, check=_check))

@@ -1,24 +1,46 @@
 """The registry of freezing rules: one :class:`Rule` per name, declared once in its own module
 (:mod:`.freezeout_rules`, :mod:`.layer_freezing`, :mod:`.autofreeze`), with everything the
-harness needs to know about it: how it builds its schedule and its controller, whether it decides
-during the run, which settings it takes and which it does not read, and its checks.
+harness needs to know about it: its config schema (a dataclass holding its options' defaults),
+how it builds its schedule and its controller, whether it decides during the run, which top-level
+settings it does not read, and its checks.
 
-Adding a rule: one module here that calls :func:`register`, one yaml in ``conf/strategy/``.
+Adding a rule: one module that defines its schema and calls :func:`register`, and one yaml in
+``conf/strategy/`` that selects the schema (docs/freezing-rules.md). Registering stores the schema
+in Hydra's ConfigStore as ``schema/strategy/NAME``; the rule's options are the schema's fields.
+Torch-free at import (a rule's controller class is imported when a run builds it), so that the
+config schema can be registered without paying for torch.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from ...errors import ConfigError
-from ..controller import FreezeOut
-from ..schedule import Schedule
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
-#: Top-level settings of FreezeOut's own schedule (t_i from t_0, rates scaled by 1/t_i) and of a
-#: run's length (const_time): a rule either reads them or must be given their defaults.
-SCHEDULE_KEYS = {"t_0": 0.8, "scale_lr": True, "const_time": False}
+from ...errors import ConfigError
+from ..schedule import FreezeOutSettings, Schedule
+
+#: FreezeOut's own top-level settings and their defaults (read from :class:`FreezeOutSettings`, the
+#: schema's): a rule either reads them or must be given their defaults.
+SCHEDULE_KEYS = {f.name: f.default for f in dataclasses.fields(FreezeOutSettings)}
 #: Settings of the frozen-prefix cache: they mean nothing for a rule that freezes nothing.
 CACHE_KEYS = ("cache_frozen", "cache_memory_gb", "cache_host")
+#: A package name under which rules outside freezeout are found: every module of any
+#: ``freezeout_rules`` package (or namespace package) on ``sys.path`` is imported by
+#: :func:`load_rule_plugins` (the launch folder is on it for ``freezeout train``).
+PLUGIN_PACKAGE = "freezeout_rules"
+
+
+@dataclass
+class FreezeOutStrategy:
+    """The schema of FreezeOut's own rules and of the baseline: no options of their own (``t_0``,
+    ``scale_lr`` and ``const_time`` are top-level settings, :class:`FreezeOutSettings`)."""
+
+    name: str = MISSING  # linear | squared | cubic | none: set to the rule's own name when it registers
 
 
 @dataclass(frozen=True)
@@ -41,28 +63,68 @@ class Rule:
     #: ``schedule(strategy_cfg, inputs)``: the schedule fixed before training (an adaptive rule's
     #: freezes nothing by itself: its controller decides during the run).
     schedule: Callable[[Mapping[str, Any], ScheduleInputs], Schedule]
-    #: ``controller(strategy_cfg, groups, schedule, make_optimizer)``; None: the plain controller.
-    controller: Callable[..., Any] | None = None
+    #: Its config schema: a dataclass with a ``name`` field and one field per option
+    #: (``strategy.KEY``), each with its default (omegaconf's ``MISSING`` where there is none).
+    schema: type = FreezeOutStrategy
+    #: ``controller(strategy_cfg, groups, schedule, make_optimizer)``, or ``"module:function"``
+    #: naming it (imported when a run builds its controller, so that declaring the rule costs no
+    #: torch); None: the plain controller.
+    controller: Callable[..., Any] | str | None = None
     adaptive: bool = False  # its freezing times are known only once it has run
     at_epoch_ends: bool = False  # it decides at epoch ends (a loop must say how many steps an epoch has)
     freezeout: bool = False  # one of FreezeOut's own schedules (the paper's estimate applies)
-    options: tuple[str, ...] = ()  # its own settings, ``strategy.KEY``
+    baseline: bool = False  # the reference every other rule is compared with (nothing frozen)
     #: Top-level settings it does not read. ``refuses_unread``: setting one of SCHEDULE_KEYS to
     #: anything but its default is an error (else the sweeper just drops them from its jobs).
     unread: tuple[str, ...] = ()
     refuses_unread: bool = False
     check: Callable[[Mapping[str, Any]], None] = field(default=lambda strategy: None)
 
+    @property
+    def options(self) -> tuple[str, ...]:
+        """Its own settings, ``strategy.KEY``: the schema's fields but ``name``."""
+        return tuple(f.name for f in dataclasses.fields(self.schema) if f.name != "name")
+
+    def defaults(self) -> dict[str, Any]:
+        """``{"name": NAME, option: default, ...}`` from the schema (``"???"`` where none)."""
+        return dataclasses.asdict(self.schema(name=self.name))
+
+    def facts(self) -> dict[str, Any]:
+        """What a run of this rule is, for its ``summary.json``: the analysis reads these there
+        rather than a copy of the registry. ``reads``: FreezeOut's top-level settings it reads;
+        ``order``: its place in the registry (reports list rules in this order)."""
+        return {"baseline": self.baseline, "freezeout": self.freezeout, "adaptive": self.adaptive,
+                "reads": [k for k in SCHEDULE_KEYS if k not in self.unread], "options": list(self.options),
+                "order": list(_RULES).index(self.name) if self.name in _RULES else len(_RULES)}
+
 
 _RULES: dict[str, Rule] = {}
 
 
 def register(rule: Rule) -> Rule:
-    """Declare ``rule`` under its name (once)."""
+    """Declare ``rule`` under its name (once), and store its schema in Hydra's ConfigStore as
+    ``schema/strategy/NAME`` (its name filled in), which ``conf/strategy/NAME.yaml`` extends."""
     if rule.name in _RULES:
         raise ValueError(f"freezing rule {rule.name!r} is declared twice")
+    if not dataclasses.is_dataclass(rule.schema) or "name" not in {f.name for f in dataclasses.fields(rule.schema)}:
+        raise ValueError(f"freezing rule {rule.name!r}: its schema must be a dataclass with a `name` field")
     _RULES[rule.name] = rule
+    ConfigStore.instance().store(group="schema/strategy", name=rule.name, node=rule.schema(name=rule.name))
     return rule
+
+
+def load_rule_plugins() -> None:
+    """Import every module of the ``freezeout_rules`` packages on ``sys.path`` (rules declared
+    outside freezeout: each registers itself). Modules imported before are not run again."""
+    importlib.invalidate_caches()  # modules written since the last look
+    try:
+        package = importlib.import_module(PLUGIN_PACKAGE)
+    except ModuleNotFoundError as e:
+        if e.name != PLUGIN_PACKAGE:
+            raise
+        return
+    for module in sorted(info.name for info in pkgutil.iter_modules(package.__path__)):
+        importlib.import_module(f"{PLUGIN_PACKAGE}.{module}")
 
 
 def rule_names() -> tuple[str, ...]:
@@ -71,7 +133,10 @@ def rule_names() -> tuple[str, ...]:
 
 
 def get_rule(name: str) -> Rule:
-    """The rule called ``name``; a ConfigError naming the allowed names otherwise."""
+    """The rule called ``name`` (looked for among the plugins too); a ConfigError naming the
+    allowed names otherwise."""
+    if name not in _RULES:
+        load_rule_plugins()
     if name not in _RULES:
         raise ConfigError(f"strategy={name!r} is unknown; allowed: {', '.join(_RULES)}")
     return _RULES[name]
@@ -113,8 +178,13 @@ def make_controller(strategy: Mapping[str, Any], groups: Sequence, schedule: Sch
     """The controller of a strategy config over ``groups`` (the plain FreezeOut controller unless
     the rule brings its own)."""
     rule = get_rule(strategy["name"])
+    if isinstance(rule.controller, str):
+        module, _, function = rule.controller.partition(":")
+        return getattr(importlib.import_module(module), function)(strategy, groups, schedule, make_optimizer)
     if rule.controller is not None:
         return rule.controller(strategy, groups, schedule, make_optimizer)
+    from ..controller import FreezeOut  # torch: imported when a run builds its controller
+
     return FreezeOut(groups, schedule, make_optimizer)
 
 
