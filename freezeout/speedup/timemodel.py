@@ -98,8 +98,9 @@ def calc_speedup(model: nn.Module, input_shape: Sequence[int], t_0: float, strat
         if batches is None:
             raise ValueError("method='time' needs batches, an iterator of training batches (x, y)")
         device = next(model.parameters()).device
-        make_optimizer = make_optimizer or functools.partial(
-            torch.optim.SGD, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+        from ..config import SGDConfig  # the paper's SGD at the schema's defaults (one source)
+        from ..freezing.optim import optimizer_factory
+        make_optimizer = make_optimizer or optimizer_factory(vars(SGDConfig()))
         return time_model(model, times, lambda step: batches, make_optimizer,
                           lambda m, opt: TrainStep(m, opt, "fp32", device))[0]
     raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(METHODS)}")
