@@ -14,7 +14,7 @@ from typing import Any
 
 from .collect import COMPLETED, PREDICTION_KINDS
 from .loadgap import load_columns
-from .methods import SCHEDULES, method_key, method_label, method_sort_key
+from .methods import method_key, reads_schedule, method_label, method_sort_key
 from .pairing import ENVIRONMENT, is_freezeout, semantic_config
 from .realisation import realisation_columns
 from .seeds import mark_repeats, repeat_text, repeated_seeds
@@ -79,7 +79,7 @@ def group_of(record: dict) -> tuple:
 
 def _method_columns(first: dict) -> dict[str, Any]:
     """strategy, t_0, scale_lr (schedules only), const_time, cache_frozen, strategy_params."""
-    schedule, fo = first.get("strategy") in SCHEDULES, is_freezeout(first)
+    schedule, fo = reads_schedule(first), is_freezeout(first)
     return {
         "strategy": first.get("strategy"),
         "method": method_label(first),

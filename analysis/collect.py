@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from freezeout.rundir.records import COMPLETED, METRICS_FILE, RUNNING, SUMMARY_FILE, RunSummary, read_metrics
 
-from .methods import BASELINE, SCHEDULES, cache_frozen, strategy_params
+from .methods import cache_frozen, rule_facts, strategy_params
 
 INCOMPLETE = "incomplete"  # no summary.json: killed before it wrote one
 DEFAULT_PRECISION = "fp32"  # the trainer's default, for runs that recorded none
@@ -165,12 +165,14 @@ def load_run(run_dir: Path, root: Path) -> dict:
     strategy = _name(s.strategy, config, "strategy")
     # A peer rule (layer_freezing, autofreeze) ignores t_0 and scale_lr, though its config holds
     # their defaults: leave them blank rather than suggest they shaped the run.
-    schedule_keys = strategy in SCHEDULES or strategy == BASELINE
+    rule = rule_facts(strategy, s.rule)  # what the run recorded of its rule (older runs: by name)
+    schedule_keys = rule["freezeout"]
     predicted = s.predicted_speedup if isinstance(s.predicted_speedup, dict) else {}
     return {
         "dir": rel,
         "status": status,
         "strategy": strategy,
+        "rule": rule,
         "t_0": to_float(_either(s.t_0, config, "t_0")) if schedule_keys else math.nan,
         "scale_lr": _either(s.scale_lr, config, "scale_lr") if schedule_keys else None,
         "const_time": _either(s.const_time, config, "const_time"),

@@ -21,7 +21,7 @@ from freezeout.rundir.identity import FREEZEOUT_KEYS, NON_SEMANTIC_KEYS, flatten
 
 from .collect import COMPLETED, natural_key
 from .loadgap import same_round
-from .methods import BASELINE, CACHE_FROZEN
+from .methods import CACHE_FROZEN, is_baseline
 
 #: Config keys that say what to run on; pairing compares what the run did run on instead.
 ENVIRONMENT_CONFIG_KEYS = ("device", "precision")
@@ -67,7 +67,7 @@ def relative_error(err: float, baseline_err: float) -> float:
 
 def is_freezeout(record: dict) -> bool:
     """A run to pair: any strategy but the baseline's (FreezeOut, its peers, unknown ones)."""
-    return record.get("strategy") != BASELINE
+    return not is_baseline(record)
 
 
 def environment_mismatch(run: dict, base: dict) -> str | None:

@@ -1,5 +1,5 @@
 """What every figure shares: one colour and one marker per strategy (Okabe–Ito, a palette that
-colour-blind readers can tell apart), filled/open markers for scale_lr on/off, figure grids, notes
+colour-blind readers can tell apart, by the rule's recorded facts), filled/open markers for scale_lr on/off, figure grids, notes
 and saving. Matplotlib's Agg canvas, no pyplot state."""
 from __future__ import annotations
 
@@ -13,26 +13,27 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..methods import BASELINE, param_text
+from ..methods import is_baseline, param_text, rule_facts
 
 DPI = 150  # figures are laid out, measured (label placement) and saved at this one resolution
 
-#: strategy -> (colour, marker). Okabe & Ito (2008): distinct for all common colour blindnesses;
-#: the marker tells strategies apart in greyscale too.
-STYLES = {
-    BASELINE: ("#000000", "o"),
-    "linear": ("#0072B2", "s"),
-    "squared": ("#E69F00", "^"),
-    "cubic": ("#009E73", "o"),
-    "layer_freezing": ("#D55E00", "D"),
-    "autofreeze": ("#CC79A7", "P"),
-}
-_EXTRA = [("#56B4E9", "X"), ("#7F7F7F", "h"), ("#882255", "v"), ("#44AA99", "*")]
+#: (colour, marker) by the rule's place in the registry (its recorded ``order``: the baseline,
+#: linear, squared, cubic, the peers, then rules added since). Okabe & Ito (2008): distinct for
+#: all common colour blindnesses; the marker tells strategies apart in greyscale too.
+PALETTE = [("#000000", "o"), ("#0072B2", "s"), ("#E69F00", "^"), ("#009E73", "o"), ("#D55E00", "D"),
+           ("#CC79A7", "P"), ("#56B4E9", "X"), ("#7F7F7F", "h"), ("#882255", "v"), ("#44AA99", "*")]
+_EXTRA = PALETTE[6:]  # for strategies without a recorded order, picked by name
 
 
 def style(strategy: str | None) -> tuple[str, str]:
-    """(colour, marker) of a strategy; unknown ones get a fixed pick from spare pairs."""
-    return STYLES.get(strategy) or _EXTRA[zlib.crc32(str(strategy).encode()) % len(_EXTRA)]
+    """(colour, marker) of a strategy, from its rule's recorded facts: the baseline black, the
+    others by their order; one without facts gets a fixed pick from spare pairs."""
+    if is_baseline(strategy):
+        return PALETTE[0]
+    order = rule_facts(strategy)["order"]
+    if isinstance(order, int) and 0 < order < len(PALETTE):
+        return PALETTE[order]
+    return _EXTRA[zlib.crc32(str(strategy).encode()) % len(_EXTRA)]
 
 
 def ok(x: float | None) -> bool:

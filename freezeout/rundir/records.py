@@ -35,6 +35,10 @@ class RunSummary:
     error: Optional[str] = None  # "Type: message" for failed/diverged/interrupted runs
     # What was trained: the FreezeOut settings, model, data, optimizer and the run's scale.
     strategy: Optional[str] = None
+    # The rule's facts as its declaration gives them (freezeout/freezing/rules/registry.py, Rule.facts):
+    # baseline, freezeout, adaptive, reads, options, order; what the analysis reads of a run's rule.
+    # None: written before they were recorded (the analysis then goes by the strategy's name).
+    rule: Optional[dict] = None
     t_0: Optional[float] = None
     scale_lr: Optional[bool] = None
     const_time: Optional[bool] = None

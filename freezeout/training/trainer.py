@@ -198,7 +198,7 @@ def _new_summary(cfg, model, data: Splits, device, ipe: int, controller: FreezeO
                  const_time_prediction: str | None) -> RunSummary:
     container = OmegaConf.to_container(cfg, resolve=True)
     return RunSummary(
-        status=RUNNING, strategy=cfg.strategy.name, t_0=cfg.t_0, scale_lr=cfg.scale_lr, const_time=cfg.const_time,
+        status=RUNNING, strategy=cfg.strategy.name, rule=get_rule(cfg.strategy.name).facts(), t_0=cfg.t_0, scale_lr=cfg.scale_lr, const_time=cfg.const_time,
         seed=cfg.seed, model=container["model"], data=container["data"], optimizer=container["optimizer"],
         epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.optimizer.lr, precision=cfg.precision,
         device=device_name(device), iterations=controller.schedule.total_iters, iterations_per_epoch=ipe,

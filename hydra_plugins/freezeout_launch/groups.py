@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from freezeout.freezing.schedule import BASELINE  # noqa: F401  (torch-free; frontier_space imports it from here)
 from freezeout.rundir.identity import FREEZEOUT_KEYS, under
-
-BASELINE = "none"
 
 
 def _key_value(override: str) -> Tuple[str, str]:
