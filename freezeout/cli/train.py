@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     use_shipped_configs()
     use_launch_dir()
+    register_configs()  # again, now that the launch folder is importable: its freezeout_rules/ too
     # One id per launch, inherited by launcher worker processes: output directories of two
     # launches in the same second cannot collide.
     launch_id = time.strftime("%Y-%m-%d/%H-%M-%S") + f"-{os.getpid()}"
