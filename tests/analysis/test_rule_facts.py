@@ -51,3 +51,12 @@ def test_a_rule_the_analysis_never_heard_of_is_paired_with_its_baseline(tmp_path
     assert math.isnan(runs.loc["r", "t_0"])  # a rival reads no t_0: left blank
     assert list(result["summary"]["strategy"]) == ["plain", "rival9"]
     assert list(result["summary"]["method"]) == ["baseline (plain)", "rival9"]
+
+
+def test_the_fallback_for_older_summaries_is_what_the_built_in_rules_declare():
+    """RECORDED_BEFORE says what an older summary's strategy name meant: the built-in rules'
+    declarations, fact for fact (the registry is the source; this table only reads old files)."""
+    from freezeout.analysis.methods import RECORDED_BEFORE
+    from freezeout.freezing.rules import get_rule
+
+    assert {name: get_rule(name).facts() for name in RECORDED_BEFORE} == RECORDED_BEFORE
