@@ -139,7 +139,8 @@ def test_fp32_is_ieee_and_tf32_is_asked_for():
         controller = held_controller(model.layer_groups(), optimizer_factory(SGD), 0)
         step = TrainStep(model, controller.optimizer, precision, torch.device("cuda"))
         step(*next(batches("cuda")))
-        assert torch.backends.cuda.matmul.fp32_precision == torch.backends.cudnn.conv.fp32_precision == mode
+        assert torch.backends.cuda.matmul.fp32_precision == mode
+        assert torch.backends.cuda.matmul.allow_tf32 == torch.backends.cudnn.allow_tf32 == (mode == "tf32")
 
 
 @pytest.mark.cuda
