@@ -186,6 +186,16 @@ class FrozenPrefixCache:
     def dtype(self) -> torch.dtype:
         return self.features.dtype if self.reading else self.images.dtype
 
+    def device_order(self, order: torch.Tensor) -> torch.Tensor:
+        """An epoch's ``order`` of the training images (int64 on the host) on the device, for the
+        batches of streamed data to index the store with: copied once an epoch. A pinned host
+        store's gather then reads each batch's rows from ``order`` itself (no copy back a step)."""
+        order = order.contiguous()
+        on_device = order.to(self.device)
+        if self._gather is not None:
+            self._gather.know(on_device, order)
+        return on_device
+
     def __getitem__(self, idx):
         if self.reading == 0:
             return self.images[idx]
@@ -205,6 +215,10 @@ class _HostGather:
         self.done: list[torch.cuda.Event | None] = [None, None]
         self._perm: torch.Tensor | None = None  # the device permutation the host copy is of
         self._host_perm: torch.Tensor | None = None
+
+    def know(self, perm: torch.Tensor, host_perm: torch.Tensor) -> None:
+        """``host_perm`` is the host copy of the device permutation ``perm`` (no copy to make)."""
+        self._perm, self._host_perm = perm, host_perm
 
     def host_index(self, idx: torch.Tensor) -> torch.Tensor:
         base = idx._base
