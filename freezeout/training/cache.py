@@ -241,9 +241,11 @@ class _HostGather:
                                                    pin_memory=True)
         out = _view(buf, shape, channels_last=_is_channels_last(features))
         torch.index_select(features, 0, rows, out=out)
-        batch = out.to(self.cache.device, non_blocking=True)
+        batch = out.to(self.cache.device, non_blocking=True)  # queued on the cache's device's stream
         self.done[slot] = torch.cuda.Event()
-        self.done[slot].record()
+        # recorded there, not on the current device's (another GPU with device=cuda:1): else the
+        # event could pass before the copy has read the buffer it is about to be overwritten in
+        self.done[slot].record(torch.cuda.current_stream(self.cache.device))
         return batch
 
 
