@@ -12,8 +12,8 @@ every event. Evaluation still runs the whole model.
 The store lives on the device, or in pinned host memory (``cache_host=true``: batches gathered
 there into a pinned buffer and copied over asynchronously, without a host sync a step).
 ``cache_memory_gb`` bounds everything the cache keeps in the store's memory: both buffers (the
-old store and the new one coexist while it advances) and the training images when they share
-that memory. A stage that would not fit is not cached; the store stays at the last stage that
+old store and the new one coexist while it advances; pinned ones at the power-of-two size the
+caching host allocator gives them) and the training images when they share that memory. A stage that would not fit is not cached; the store stays at the last stage that
 fit, and the log says so. With ``cache_frozen=auto`` only the stages the time model picks read
 the store (``stages``); the others train from the images as an uncached run does.
 """
@@ -103,6 +103,13 @@ class FrozenPrefixCache:
             n *= d
         return n
 
+    def block_bytes(self, n: int) -> int:
+        """Bytes a buffer of ``n`` bytes takes in the store's memory: pinned host memory comes from
+        torch's caching host allocator, which rounds each block up to a power of two (a store of
+        1.1 GB holds 2 GB pinned); the buffer is made that size, so that all of it is counted and
+        usable. Elsewhere ``n``."""
+        return 1 << (n - 1).bit_length() if self.pinned and n > 1 else n
+
     def held_bytes(self, target: int | None = None) -> int:
         """Bytes the cache holds in the store's memory: both buffers, and the training images when
         they live there; with ``target``, while it advances to that stage (the buffer it writes
@@ -110,7 +117,7 @@ class FrozenPrefixCache:
         sizes = [nbytes(b) if b is not None else 0 for b in self.buffers]
         if target is not None:
             other = 1 - self.current
-            sizes[other] = max(sizes[other], self.stage_bytes(target))
+            sizes[other] = max(sizes[other], self.block_bytes(self.stage_bytes(target)))
         same_memory = self.images.device == self.store_device
         return sum(sizes) + (nbytes(self.images) if same_memory else 0)
 
@@ -164,8 +171,12 @@ class FrozenPrefixCache:
             numel *= d
         buf = self.buffers[slot]
         if buf is None or buf.numel() < numel or buf.dtype != y.dtype:
-            self.buffers[slot] = None  # the old one goes before the new one is made
-            buf = torch.empty(numel, dtype=y.dtype, device=self.store_device, pin_memory=self.pinned)
+            self.buffers[slot] = buf = None  # the old one goes before the new one is made
+            if self.pinned:  # and back to the system: the caching host allocator would keep its block
+                torch._C._host_emptyCache()
+            itemsize = y.element_size()
+            buf = torch.empty(self.block_bytes(numel * itemsize) // itemsize, dtype=y.dtype, device=self.store_device,
+                              pin_memory=self.pinned)
             self.buffers[slot] = buf
         return _view(buf, shape, channels_last=_is_channels_last(y))
 
