@@ -106,8 +106,9 @@ class FrozenPrefixCache:
     def block_bytes(self, n: int) -> int:
         """Bytes a buffer of ``n`` bytes takes in the store's memory: pinned host memory comes from
         torch's caching host allocator, which rounds each block up to a power of two (a store of
-        1.1 GB holds 2 GB pinned); the buffer is made that size, so that all of it is counted and
-        usable. Elsewhere ``n``."""
+        1.1 GB holds 2 GB pinned; an allocator configured with a rounding threshold rounds less,
+        and this then counts more than is held: never less); the buffer is made that size, so
+        that all of it is counted and usable. Elsewhere ``n``."""
         return 1 << (n - 1).bit_length() if self.pinned and n > 1 else n
 
     def held_bytes(self, target: int | None = None) -> int:
