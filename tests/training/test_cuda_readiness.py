@@ -255,8 +255,11 @@ def test_a_pinned_store_holds_no_more_than_its_budget():
 def test_two_compiled_runs_in_one_process_each_compile_their_own(tmp_path):
     from freezeout.training.trainer import train
 
+    # dynamo's eager backend: the graphs and the recompile limits are dynamo's (inductor, which the test
+    # above runs, would take most of make gpu-check's time limit compiling twice more)
     for i, batch in enumerate((32, 48)):  # another shape: process-wide forms would accumulate graphs
-        cfg = compose_cfg(*TINY_CUDA, "strategy=cubic", "t_0=0.5", "epochs=1", "compile=true", f"batch_size={batch}")
+        cfg = compose_cfg(*TINY_CUDA, "strategy=cubic", "t_0=0.5", "epochs=1", "compile=true",
+                          "compile_backend=eager", f"batch_size={batch}")
         summary = train(cfg, tmp_path / f"run{i}")
         assert summary.status == "completed" and summary.compile["recompile_limit_hits"] == 0
         assert summary.compile["max_per_group"] <= 2
