@@ -36,9 +36,8 @@ def shift_and_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: to
     batch comes back channels-last (gathered in NHWC order: no copy to convert it back)."""
     n, c, h, w = x.shape
     nhwc = is_channels_last(x)
-    padded = x.new_empty((n, c, h + 2 * pad, w + 2 * pad))
-    if nhwc:
-        padded = padded.contiguous(memory_format=torch.channels_last)
+    padded = torch.empty((n, c, h + 2 * pad, w + 2 * pad), dtype=x.dtype, device=x.device,
+                         memory_format=torch.channels_last if nhwc else torch.contiguous_format)
     padded.copy_(torch.as_tensor(fill, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1).expand_as(padded))
     padded[:, :, pad:pad + h, pad:pad + w] = x
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (n, h, 1)
