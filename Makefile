@@ -27,10 +27,10 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m freezeout.bench
 
-# At most 150 s of CUDA tests and 330 s of benchmark (it skips fp32 when bf16 took half of it).
+# At most 150 s of CUDA tests, then (whatever they gave) at most 330 s of benchmark (it skips fp32
+# when bf16 took half of it); exits with the tests' status when they failed, else the benchmark's.
 gpu-check: $(STAMP)
-	timeout 150 $(PY) -m pytest -q -m cuda -p no:cacheprovider -rs tests
-	timeout 330 $(PY) -m freezeout.bench.gpucheck --out bench-results --budget-s 300
+	$(PY) -m freezeout.bench.gpucheckall --out bench-results --tests-s 150 --bench-s 330 --budget-s 300
 
 clean:
 	rm -rf outputs multirun .pytest_cache

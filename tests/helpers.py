@@ -19,6 +19,13 @@ TINY = [
     "model.growth_rate=4", "epochs=3", "batch_size=32", "device=cpu", "progress=false",
 ]
 
+#: :data:`TINY` on CUDA with torchvision's FakeData (1x28x28, 10 classes) in place of Fashion-MNIST:
+#: the CUDA tests need no data set that a fresh GPU machine lacks.
+TINY_CUDA = [
+    "data=torchvision", "data.name=FakeData", "+data.kwargs.size=1012", "+data.kwargs.image_size=[1,28,28]",
+    "+data.kwargs.num_classes=10", "data.download=false", *TINY[1:-2], "device=cuda", "progress=false",
+]
+
 #: Skips a CUDA-marked test where no GPU is visible, saying so.
 needs_cuda = pytest.mark.skipif("not __import__('torch').cuda.is_available()",
                                 reason="no CUDA GPU visible (run on a machine with an NVIDIA GPU: make gpu-check)")

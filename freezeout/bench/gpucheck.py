@@ -6,7 +6,9 @@ bf16 and in fp32 (IEEE float32: TF32 off). For each precision: the baseline's an
 all-but-head-frozen step's images per second, the realisation of cubic t_0=0.5 and 0.8 (runs
 taking turns, each against its own time model), the share of a bare PyTorch loop's speed the
 trainer reaches, and the CUDA allocator's peak memory. Writes one JSON (every figure of both
-benchmarks) and one summary table (markdown), and prints the table.
+benchmarks) and one summary table (markdown) when it starts and again after each precision, so
+that a check stopped by its time limit leaves what it measured (``"complete": false`` until the
+end), and prints the table.
 
 Without a GPU it runs the same pipeline as a smoke test on a tiny DenseNet on the CPU, fp32 only,
 labelled as such: its figures are not measurements of anything.
@@ -60,7 +62,6 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     from ..rundir.provenance import device_name, git_revision, library_versions
-    from ..rundir.records import write_json_atomic
     from . import main as bench
     from .settings import say
 
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {"gpu": gpu, "environment": {"device": device_name(torch.device("cuda" if gpu else "cpu")),
                                                  "versions": library_versions(), "git_revision": git_revision()},
                      "run": run, "bench": extra, "by_precision": {}, "skipped": []}
-    rows = []
+    rows: list[dict] = []
+    write(out, results, rows, started, complete=False)  # a check killed before its first figure says so
     for precision in precisions:
         elapsed = time.perf_counter() - started
         if rows and elapsed > args.budget_s / 2:
@@ -89,16 +91,25 @@ def main(argv: list[str] | None = None) -> dict:
         r = bench([*run, f"precision={precision}", *extra, f"bench.out={out / f'bench-{precision}.json'}"])
         results["by_precision"][precision] = r
         rows.append(figures(precision, r))
-    results["summary"] = rows
-    results["table"] = table(rows)
-    results["wall_seconds"] = time.perf_counter() - started
-    write_json_atomic(out / "gpu-check.json", results)
-    (out / "gpu-check.md").write_text(results["table"] + "\n")
+        write(out, results, rows, started, complete=False)  # kept, should the time limit stop the next one
+    write(out, results, rows, started, complete=True)
     say(f"\nGPU check{'' if gpu else ' (CPU smoke test: not measurements)'}, {results['environment']['device']}, "
         f"{results['wall_seconds']:.0f} s")
     say(results["table"])
     say(f"wrote {out / 'gpu-check.json'} and {out / 'gpu-check.md'}")
     return results
+
+
+def write(out: Path, results: dict, rows: list[dict], started: float, complete: bool) -> None:
+    """``gpu-check.json`` (atomically) and ``gpu-check.md`` with the precisions measured so far;
+    ``complete`` is true once every precision was measured or skipped."""
+    from ..rundir.records import write_json_atomic
+
+    results.update(summary=rows, table=table(rows), wall_seconds=time.perf_counter() - started, complete=complete,
+                   measured=[row["precision"] for row in rows])
+    write_json_atomic(out / "gpu-check.json", results)
+    (out / "gpu-check.md").write_text(results["table"] + "\n" + ("" if complete else "\n(incomplete: the check "
+                                                                  "was still running when this was written)\n"))
 
 
 if __name__ == "__main__":

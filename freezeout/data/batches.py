@@ -32,17 +32,28 @@ def augment_draws(n: int, generator: torch.Generator, device: torch.device, pad:
 def shift_and_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int,
                    fill: Fill = 0.0) -> torch.Tensor:
     """Image ``i`` padded by ``pad`` with ``fill``, cropped back to its size at offset
-    (``dy[i]``, ``dx[i]``) of the padded image, then mirrored if ``flip[i]``."""
+    (``dy[i]``, ``dx[i]``) of the padded image, then mirrored if ``flip[i]``. A channels-last
+    batch comes back channels-last (gathered in NHWC order: no copy to convert it back)."""
     n, c, h, w = x.shape
-    padded = x.new_empty((n, c, h + 2 * pad, w + 2 * pad))
+    nhwc = is_channels_last(x)
+    padded = torch.empty((n, c, h + 2 * pad, w + 2 * pad), dtype=x.dtype, device=x.device,
+                         memory_format=torch.channels_last if nhwc else torch.contiguous_format)
     padded.copy_(torch.as_tensor(fill, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1).expand_as(padded))
     padded[:, :, pad:pad + h, pad:pad + w] = x
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (n, h, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (n, 1, w)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    if nhwc:  # (n, h, w, c), contiguous: as NCHW, channels-last strides
+        out = padded.permute(0, 2, 3, 1)[batch, rows, cols]
+        return torch.where(flip[:, None, None, None], out.flip(2), out).permute(0, 3, 1, 2)
     chans = torch.arange(c, device=x.device)[None, :, None, None]
-    out = padded[batch, chans, rows, cols]
+    out = padded[batch[..., None], chans, rows[:, None], cols[:, None]]
     return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether a 4-D batch is laid out channels-last (NHWC strides) and not also NCHW."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def iterations_per_epoch(n: int, batch_size: int) -> int:
@@ -84,6 +95,8 @@ def train_batches(x, y: torch.Tensor, batch_size: int, generator: torch.Generato
     part = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
     if perm is None:
         perm = epoch_permutation(len(x), generator, x.device)
+    elif perm.device != x.device:  # a resumed epoch's, loaded on the host: copied once, not indexed from there a step
+        perm = perm.to(x.device)
     for i in range(start, iterations_per_epoch(len(x), batch_size)):
         idx = perm[i * batch_size:(i + 1) * batch_size]
         if recipe == "pad_crop_flip":
@@ -92,6 +105,9 @@ def train_batches(x, y: torch.Tensor, batch_size: int, generator: torch.Generato
         elif recipe == "random_resized_crop_flip":
             boxes = random_resized_boxes(batch_size, x.shape[2], x.shape[3], generator, x.device)
             flip = torch.rand(batch_size, device=x.device, generator=generator) < 0.5
-            yield resized_crops(x[idx[part]], boxes[part], flip[part]), y[idx[part]]
+            images = x[idx[part]]
+            crops = resized_crops(images, boxes[part], flip[part])  # grid_sample answers NCHW: one copy back
+            yield (crops.contiguous(memory_format=torch.channels_last) if is_channels_last(images) else crops), \
+                y[idx[part]]
         else:
             yield x[idx[part]], y[idx[part]]

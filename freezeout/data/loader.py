@@ -127,22 +127,30 @@ class TrainStream:
                 shard: tuple[int, int] = (0, 1), cache=None, normalise: bool = True, with_index: bool = False):
         """Epoch ``epoch``'s batches ``start..`` in ``order``: this process's slice of each global
         batch, normalised float32 on the device (uint8 with ``normalise=False``), with the images'
-        indices too when ``with_index``. Once ``cache`` (the frozen-prefix cache) stands past stage
-        0, batches come from its store instead."""
+        indices (on the host) too when ``with_index``. While ``cache`` (the frozen-prefix cache)
+        reads its store (:attr:`reading` > 0: a stage its plan reads), batches come from the store,
+        indexed by the epoch's order copied to the device once; otherwise from the files through
+        the workers, the loader restarted at the batch where it is needed."""
         rank, world = shard
         part = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
-        self._loader.sampler.train(order, batch_size, start, shard, epoch_seed(seed, epoch))
-        it = None
+        it, at, rows = None, start, None  # the loader's iterator, the batch it gives next; the order on the device
         try:
             for b in range(start, len(order) // batch_size):
-                if cache is not None and cache.stage > 0:  # the store: no file is read
-                    idx = order[b * batch_size:(b + 1) * batch_size][part]
-                    on_device = idx.to(self.device)
-                    yield (cache[on_device], self.labels[on_device]) + ((idx,) if with_index else ())
+                global_batch = slice(b * batch_size, (b + 1) * batch_size)
+                if cache is not None and cache.reading > 0:  # the store: no file is read
+                    if rows is None:  # once an epoch: a copy a step from pageable memory would sync the host
+                        rows = cache.device_order(order)
+                    it = None  # its workers' batches ahead are not this epoch's next ones any more
+                    on_device = rows[global_batch][part]
+                    yield (cache[on_device], self.labels[on_device]) + \
+                        ((order[global_batch][part],) if with_index else ())
                     continue
-                if it is None:
+                if it is None or at != b:
+                    it = None
+                    self._loader.sampler.train(order, batch_size, b, shard, epoch_seed(seed, epoch))
                     it = iter(self._loader.loader)
                 x, y, idx, _ = self._loader.next(it, self.stats, f"in epoch {epoch}, batch {b}")
+                at = b + 1
                 if x is None:
                     raise LoaderError(f"every image of epoch {epoch}'s batch {b} was unreadable (skipped)")
                 x = x.to(self.device, non_blocking=True)

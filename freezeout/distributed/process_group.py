@@ -212,9 +212,18 @@ def agree_stop(stop: Callable[[], bool] | None) -> None:
     """Where every process stands at the same iteration (the loop's log points): decide together
     whether a :class:`SharedStop` stops them all (one all-reduce of a flag); else nothing."""
     if isinstance(stop, SharedStop) and not stop.stopped:
-        flag = torch.tensor([1.0 if stop.local() else 0.0])
+        flag = torch.tensor([1.0 if stop.local() else 0.0], device=collective_device())
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         stop.stopped = bool(flag.item())
+
+
+def collective_device() -> torch.device:
+    """Where a tensor for a collective of this process group lives: this process's GPU when
+    the group is NCCL alone (NCCL reduces GPU tensors only), else the CPU (gloo, or a group with
+    a backend for each device)."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def shard() -> tuple[int, int]:

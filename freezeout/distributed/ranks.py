@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import ConfigError
+from ..rundir.checkpoint import checkpoint_device_type
 from . import process_group as distributed
 
 #: Test hook: when set to a directory, every process saves its model's state_dict there at each
@@ -50,10 +51,17 @@ def check_config(cfg: Any, device: torch.device) -> torch.device:
     return device
 
 
-def check_resume(checkpoint: dict | None, run_dir: Path) -> None:
-    """A checkpoint resumes on the world size it was written on, or not at all."""
+def check_resume(checkpoint: dict | None, run_dir: Path, device: torch.device | None = None) -> None:
+    """A checkpoint resumes on the world size and the device type (``device``'s) it was written
+    on, or not at all: its random states are of its own device type's generator (a CPU run
+    resumed on a GPU with ``device=auto`` would hand a CUDA generator the CPU's state)."""
     if checkpoint is None:
         return
+    saved_type = checkpoint_device_type(checkpoint)
+    if device is not None and saved_type is not None and saved_type != device.type:
+        raise ConfigError(f"{run_dir} holds a run trained on {saved_type}; this launch would resume it on {device} "
+                          f"(its random states are {saved_type}'s): resume it with "
+                          f"device={saved_type} on a machine that has one, or start afresh in another run directory")
     saved, n = checkpoint.get("world_size", 1), distributed.world_size()
     if saved != n:
         raise ConfigError(f"{run_dir} holds a run trained on {saved} process(es); resume it on {saved} "
@@ -92,14 +100,32 @@ def checkpoint_ranks(own: dict) -> dict:
     """The checkpoint's entries for several processes (a collective: every process calls it):
     ``ranks``, each process's ``own`` states (its RNG states, a stopped epoch's running loss) in
     rank order, gathered to rank 0, which alone writes the checkpoint; and the ``world_size``."""
-    states = distributed.gather(own)
+    states = distributed.gather(on_host(own))
     return {"world_size": distributed.world_size(), **({"ranks": states} if distributed.active() else {})}
 
 
+def on_host(own: dict) -> dict:
+    """A process's own states as they are gathered: the running loss as a number, every tensor
+    (the RNG states) a CPU copy. Pickled as they are, a GPU tensor would be unpickled by rank 0
+    onto that rank's GPU: a CUDA context and memory on every GPU of the node."""
+    def host(value):
+        if isinstance(value, dict):
+            return {k: host(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(host(v) for v in value)
+        return value.detach().cpu() if isinstance(value, torch.Tensor) else value
+
+    loss = own.get("loss_sum")
+    return {**host(own), "loss_sum": None if loss is None else float(loss)}
+
+
 def own_states(checkpoint: dict) -> dict:
-    """This process's own states from a checkpoint (rank 0's are the top-level ones)."""
+    """This process's own states from a checkpoint (rank 0's are the top-level ones); a running
+    loss gathered as a number (:func:`on_host`) comes back as the float32 tensor it was."""
     if "ranks" in checkpoint:
-        return checkpoint["ranks"][distributed.rank()]
+        own = checkpoint["ranks"][distributed.rank()]
+        loss = own.get("loss_sum")
+        return {**own, "loss_sum": torch.tensor(loss, dtype=torch.float32) if isinstance(loss, float) else loss}
     partial = checkpoint.get("partial_epoch")
     return {"rng": checkpoint["rng"], "loss_sum": None if partial is None else partial["loss_sum"]}
 

@@ -50,9 +50,31 @@ def optimizer_factory(cfg: Mapping[str, Any]) -> OptimizerFactory:
 
 
 def _build(cls: type, param_groups, **settings) -> torch.optim.Optimizer:
-    """``cls(param_groups, **settings)``, fused when every parameter is a floating CUDA tensor."""
+    """``cls(param_groups, **settings)``, fused when every parameter is a floating CUDA tensor
+    (fused SGD with :func:`zero_momentum_first`)."""
     param_groups = list(param_groups)  # a generator of parameters is read once
     params = [p for g in param_groups for p in (g["params"] if isinstance(g, dict) else [g])]
     if params and all(p.is_cuda and p.is_floating_point() for p in params):
         settings["fused"] = True
-    return cls(param_groups, **settings)
+    optimizer = cls(param_groups, **settings)
+    if settings.get("fused") and isinstance(optimizer, torch.optim.SGD):
+        optimizer.register_step_pre_hook(zero_momentum_first)
+    return optimizer
+
+
+def zero_momentum_first(optimizer: torch.optim.Optimizer, args=(), kwargs=None) -> None:
+    """Before each step of a fused SGD: a parameter about to be stepped that has no momentum
+    buffer gets one of zeros. Fused SGD makes a missing buffer with ``torch.empty_like`` and
+    leaves it to the kernel to write; when the gradient scaler finds an inf (fp16's first steps,
+    at a scale of 2**16) the kernel skips the step, the buffer keeps whatever the memory held,
+    and the next step's momentum starts from it. From zeros it starts right: with no dampening
+    (the project never sets one) ``momentum * 0 + grad`` is exactly the ``grad`` SGD's first step
+    takes as its buffer, so the updates equal unfused SGD's, skipped steps or not. (Not fusing
+    under a scaler would be right too, but costs the host sync a step that fusing avoids: an
+    unfused optimizer makes the scaler read whether it found an inf before each step.)"""
+    for group in optimizer.param_groups:
+        if group["momentum"] == 0:
+            continue
+        for p in group["params"]:
+            if p.grad is not None and optimizer.state[p].get("momentum_buffer") is None:
+                optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)

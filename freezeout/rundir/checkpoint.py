@@ -48,6 +48,23 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
     return state
 
 
+#: Bytes of a CUDA generator's state (Philox: a seed and an offset); a CPU generator's (mt19937) is larger.
+CUDA_GENERATOR_STATE_BYTES = 16
+
+
+def checkpoint_device_type(checkpoint: dict[str, Any]) -> str | None:
+    """The device type (``cpu`` or ``cuda``) a checkpoint's run trained on, read from its data
+    generator's state (its size is the generator's kind); None when it cannot tell."""
+    import torch
+
+    state = (checkpoint.get("rng") or {}).get("data")
+    if not isinstance(state, torch.Tensor):
+        return None
+    if state.numel() == CUDA_GENERATOR_STATE_BYTES:
+        return "cuda"
+    return "cpu" if state.numel() == torch.Generator().get_state().numel() else None
+
+
 def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     """Inverse of :func:`rng_state`, on whatever GPUs are visible now. A checkpoint written with
     several GPUs' states (older checkpoints saved every visible GPU's, by index) gives the run's

@@ -28,7 +28,9 @@ DEVICE_BATCHES = 2  # streamed batches kept on the device to time the computatio
 def stream_batches(cfg, data):
     """``make_batches(step)`` for streamed data: a few batches read once and kept on the device
     as uint8, normalised at every step as streamed batches are (so the computation is timed
-    alone); a cached step past stage 0 reads the cache's store, as in training."""
+    alone); a cached step at a stage that reads the store (``cache.reading`` > 0: the stages the
+    plan reads) reads it, as in training; at any other stage it trains on the kept batches, as
+    training reads the files then."""
     from ..data import batch_stream
     from ..data.store import normalise_batch
     from ..distributed import process_group as distributed
@@ -39,7 +41,7 @@ def stream_batches(cfg, data):
     def make_batches(step):
         kept_batches, stored = itertools.cycle(kept), None
         while True:
-            if step.cache is not None and step.cache.stage > 0:
+            if step.cache is not None and step.cache.reading > 0:
                 if stored is None:
                     stored = batch_stream(step.cache, data.train_y, cfg.batch_size, cfg.seed + 1, cfg.data.augment,
                                           data.spec.black, distributed.shard())

@@ -12,8 +12,8 @@ every event. Evaluation still runs the whole model.
 The store lives on the device, or in pinned host memory (``cache_host=true``: batches gathered
 there into a pinned buffer and copied over asynchronously, without a host sync a step).
 ``cache_memory_gb`` bounds everything the cache keeps in the store's memory: both buffers (the
-old store and the new one coexist while it advances) and the training images when they share
-that memory. A stage that would not fit is not cached; the store stays at the last stage that
+old store and the new one coexist while it advances; pinned ones at the power-of-two size the
+caching host allocator gives them) and the training images when they share that memory. A stage that would not fit is not cached; the store stays at the last stage that
 fit, and the log says so. With ``cache_frozen=auto`` only the stages the time model picks read
 the store (``stages``); the others train from the images as an uncached run does.
 """
@@ -103,6 +103,14 @@ class FrozenPrefixCache:
             n *= d
         return n
 
+    def block_bytes(self, n: int) -> int:
+        """Bytes a buffer of ``n`` bytes takes in the store's memory: pinned host memory comes from
+        torch's caching host allocator, which rounds each block up to a power of two (a store of
+        1.1 GB holds 2 GB pinned; an allocator configured with a rounding threshold rounds less,
+        and this then counts more than is held: never less); the buffer is made that size, so
+        that all of it is counted and usable. Elsewhere ``n``."""
+        return 1 << (n - 1).bit_length() if self.pinned and n > 1 else n
+
     def held_bytes(self, target: int | None = None) -> int:
         """Bytes the cache holds in the store's memory: both buffers, and the training images when
         they live there; with ``target``, while it advances to that stage (the buffer it writes
@@ -110,7 +118,7 @@ class FrozenPrefixCache:
         sizes = [nbytes(b) if b is not None else 0 for b in self.buffers]
         if target is not None:
             other = 1 - self.current
-            sizes[other] = max(sizes[other], self.stage_bytes(target))
+            sizes[other] = max(sizes[other], self.block_bytes(self.stage_bytes(target)))
         same_memory = self.images.device == self.store_device
         return sum(sizes) + (nbytes(self.images) if same_memory else 0)
 
@@ -164,8 +172,12 @@ class FrozenPrefixCache:
             numel *= d
         buf = self.buffers[slot]
         if buf is None or buf.numel() < numel or buf.dtype != y.dtype:
-            self.buffers[slot] = None  # the old one goes before the new one is made
-            buf = torch.empty(numel, dtype=y.dtype, device=self.store_device, pin_memory=self.pinned)
+            self.buffers[slot] = buf = None  # the old one goes before the new one is made
+            if self.pinned:  # and back to the system: the caching host allocator would keep its block
+                torch._C._host_emptyCache()
+            itemsize = y.element_size()
+            buf = torch.empty(self.block_bytes(numel * itemsize) // itemsize, dtype=y.dtype, device=self.store_device,
+                              pin_memory=self.pinned)
             self.buffers[slot] = buf
         return _view(buf, shape, channels_last=_is_channels_last(y))
 
@@ -186,6 +198,16 @@ class FrozenPrefixCache:
     def dtype(self) -> torch.dtype:
         return self.features.dtype if self.reading else self.images.dtype
 
+    def device_order(self, order: torch.Tensor) -> torch.Tensor:
+        """An epoch's ``order`` of the training images (int64 on the host) on the device, for the
+        batches of streamed data to index the store with: copied once an epoch. A pinned host
+        store's gather then reads each batch's rows from ``order`` itself (no copy back a step)."""
+        order = order.contiguous()
+        on_device = order.to(self.device)
+        if self._gather is not None:
+            self._gather.know(on_device, order)
+        return on_device
+
     def __getitem__(self, idx):
         if self.reading == 0:
             return self.images[idx]
@@ -205,6 +227,10 @@ class _HostGather:
         self.done: list[torch.cuda.Event | None] = [None, None]
         self._perm: torch.Tensor | None = None  # the device permutation the host copy is of
         self._host_perm: torch.Tensor | None = None
+
+    def know(self, perm: torch.Tensor, host_perm: torch.Tensor) -> None:
+        """``host_perm`` is the host copy of the device permutation ``perm`` (no copy to make)."""
+        self._perm, self._host_perm = perm, host_perm
 
     def host_index(self, idx: torch.Tensor) -> torch.Tensor:
         base = idx._base
@@ -227,9 +253,11 @@ class _HostGather:
                                                    pin_memory=True)
         out = _view(buf, shape, channels_last=_is_channels_last(features))
         torch.index_select(features, 0, rows, out=out)
-        batch = out.to(self.cache.device, non_blocking=True)
+        batch = out.to(self.cache.device, non_blocking=True)  # queued on the cache's device's stream
         self.done[slot] = torch.cuda.Event()
-        self.done[slot].record()
+        # recorded there, not on the current device's (another GPU with device=cuda:1): else the
+        # event could pass before the copy has read the buffer it is about to be overwritten in
+        self.done[slot].record(torch.cuda.current_stream(self.cache.device))
         return batch
 
 

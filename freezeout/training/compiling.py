@@ -16,13 +16,17 @@ and recompile limit:
 
 Any other call runs eager: the first training group after the frozen prefix (its input no longer
 requires grad, for the stretch until it freezes itself), and modes no run uses. Copies of a
-model (the time model's) share the code objects, so a copy's compiled forms serve the run.
+model (the time model's) share the code objects, so a copy's compiled forms serve the run; they
+belong to the run's :class:`CompileLog`, not to the process: another run in the same process (a
+sweep's jobs, runs taking turns) compiles its own, so graphs of other shapes, dtypes or layouts
+never accumulate toward one code object's recompile limit, and a run's graphs go with it.
 Each compile is counted, with its seconds, in the run's :class:`CompileLog`; a recompile limit
 that dynamo hits is logged (:func:`watch_recompile_limits`).
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import types
 import weakref
@@ -33,26 +37,27 @@ from torch import nn
 
 log = logging.getLogger("freezeout")
 FORMS = ("train", "frozen")
-#: One compiled function per (root type, group position, form, backend), shared by every model in
-#: the process: a copy of a model finds its forms compiled.
-_FUNCTIONS: dict[tuple, Callable] = {}
 #: compilation_time_metrics keys that hold compile seconds: dynamo's frame compile (forward, and
 #: the backward too where it is compiled with it) and a backward compiled at its first call.
 _COMPILE_KEYS = ("_compile.compile_inner", "backward._backward_impl")
+_SERIALS = itertools.count(1)
 
 
 def _call(module: nn.Module, *args, **kwargs):
     return module._call_impl(*args, **kwargs)
 
 
-def _compiled(kind: type, position, form: str, backend: str) -> Callable:
+def _compiled(kind: type, position, form: str, compile_log: CompileLog) -> Callable:
     """``torch.compile`` of a code object of its own for the ``form`` of a group's root module of
-    type ``kind`` at ``position``."""
-    key = (kind, position, form, backend)
-    if key not in _FUNCTIONS:
-        code = _call.__code__.replace(co_name=f"freezeout_{kind.__name__}_{position}_{form}")
-        _FUNCTIONS[key] = torch.compile(types.FunctionType(code, _call.__globals__, code.co_name), backend=backend)
-    return _FUNCTIONS[key]
+    type ``kind`` at ``position``: one per run (its ``compile_log``), shared by its model copies."""
+    key = (kind, position, form)
+    functions = compile_log.functions
+    if key not in functions:  # named by the run too: dynamo keeps what it learnt (dynamic sizes) by code name
+        name = f"freezeout_{kind.__name__}_{position}_{form}_run{compile_log.serial}"
+        code = _call.__code__.replace(co_name=name)
+        functions[key] = torch.compile(types.FunctionType(code, _call.__globals__, code.co_name),
+                                       backend=compile_log.backend)
+    return functions[key]
 
 
 def graphs_compiled() -> int:
@@ -79,6 +84,9 @@ class CompileLog:
         self._hits_before = limit_hits()
         self._depth = 0
         self.time_model: dict | None = None  # its compile seconds by stage, its speedup with them
+        #: The run's compiled functions by (root type, group position, form): see :func:`_compiled`.
+        self.functions: dict[tuple, Callable] = {}
+        self.serial = next(_SERIALS)  # this run's number in the process
 
     def add(self, index: int, form: str, graphs: int) -> None:
         by_form = self.graphs.setdefault(index, {f: 0 for f in FORMS})
@@ -122,7 +130,7 @@ class _Forms:
     def __init__(self, root: nn.Module, index: int, params: list[nn.Parameter], compile_log: CompileLog):
         self.root, self.index, self.params, self.log = weakref.ref(root), index, params, compile_log
         self.train_input_grad: bool | None = None  # the train form's input, fixed by its first call
-        self.fns = {form: _compiled(type(root), index, form, compile_log.backend) for form in FORMS}
+        self.fns = {form: _compiled(type(root), index, form, compile_log) for form in FORMS}
 
     def __deepcopy__(self, memo):  # a copy of the model runs eager until it is compiled itself
         return None

@@ -19,16 +19,27 @@ def set_fp32_math(device: torch.device, precision: str) -> None:
     """How CUDA does float32 matmuls and convolutions: TF32 with ``precision=tf32``, full IEEE
     float32 otherwise. Left alone, cuDNN convolutions would use TF32 and matmuls not, so "fp32"
     would mean one thing for a CNN and another for a ViT. Set before each step and evaluation
-    (cheap), since runs taking turns in one process may differ. No-op on the CPU."""
+    (cheap), since runs taking turns in one process may differ. No-op on the CPU.
+
+    Set through torch's legacy switches (``set_float32_matmul_precision``,
+    ``cudnn.allow_tf32``), which torch mirrors into the new ``fp32_precision`` attributes: after
+    them both APIs read. Set through the new attributes alone, the legacy getters raise ("a mix
+    of legacy and new APIs"), and inductor reads them. A new-API setting made above the leaves
+    (``torch.backends.fp32_precision``, ``cudnn.fp32_precision``) would override the legacy
+    switches and keep that mix, so it is reset to ``none`` (defer) first."""
     if device.type != "cuda":
         return
-    mode = "tf32" if precision == "tf32" else "ieee"
-    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
-        if torch.backends.cuda.matmul.fp32_precision != mode:
-            torch.backends.cuda.matmul.fp32_precision = mode
-            torch.backends.cudnn.conv.fp32_precision = mode
-    else:  # torch before the fp32_precision switches
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
+    want = precision == "tf32"
+    try:
+        if torch.backends.cuda.matmul.allow_tf32 == want and torch.backends.cudnn.allow_tf32 == want:
+            return  # already so, and readable both ways
+    except RuntimeError:  # a mix of the legacy and new APIs, set elsewhere: set it again
+        pass
+    for switches in (torch.backends, torch.backends.cudnn):
+        if getattr(switches, "fp32_precision", "none") != "none":
+            switches.fp32_precision = "none"
+    torch.set_float32_matmul_precision("high" if want else "highest")
+    torch.backends.cudnn.allow_tf32 = want
 
 
 def synchronize(device: torch.device) -> None:

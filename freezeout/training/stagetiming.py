@@ -32,6 +32,10 @@ class StageTimings:
     layout: str = "passes"
 
 
+#: On a GPU, the fewest steps a sample takes where the budget allows: the host queues a step's
+#: kernels while the device runs the previous one's; a sample of one step, synchronised before and
+#: after, would time the two one after the other (training overlaps them) and pay a sync a step.
+GPU_SAMPLE_STEPS = 4
 #: Layouts of the time model's measurement (see :func:`measure_stage_seconds`).
 LAYOUTS = ("auto", "turns", "passes")
 #: Bytes a model copy holds while it trains, in units of its parameters' and buffers' bytes:
@@ -94,7 +98,8 @@ def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batc
     ``auto`` chooses by :func:`choose_layout` (the step reads the cache or compiles: passes).
     ``between_rounds()``, when given, runs after each round (or pass), untimed: the input-aware
     time model times the loader there, so that it meets the machine's spells as the stages do.
-    ``event_seconds[k]``: the seconds ``step.on_freeze(k)`` took (the median over passes).
+    ``event_seconds[k]``: the seconds ``step.on_freeze(k)`` took (the median over passes). On a
+    GPU, samples shorter than :data:`GPU_SAMPLE_STEPS` steps are regrouped (:func:`sample_shape`).
     Copies are freed before this returns (a frozen module refers to itself, so a copy would
     otherwise wait on the garbage collector, on the device)."""
     if layout not in LAYOUTS:
@@ -130,6 +135,7 @@ def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batc
         timings.compile_seconds[k] += compile_seconds_so_far() - compiled
 
     probe = probe_at(stages[0])
+    steps, chunks = sample_shape(steps, chunks, probe[2].device)
     if layout == "auto":
         step = probe[2]
         layout = choose_layout(model, len(stages), step.device, step.cache is not None or step.compile_log is not None)
@@ -156,6 +162,17 @@ def measure_stage_seconds(model: nn.Module, make_controller: Callable, make_batc
     gc.collect()
     timings.event_seconds = {k: statistics.median(v) for k, v in events.items()}
     return timings
+
+
+def sample_shape(steps: int, chunks: int, device: torch.device) -> tuple[int, int]:
+    """``(steps a sample, samples)`` for ``steps`` x ``chunks`` steps a stage on ``device``: as
+    asked on the CPU; on a GPU, samples of up to :data:`GPU_SAMPLE_STEPS` steps (at least two
+    samples where there are two steps), the same steps in all, never more."""
+    if device.type != "cuda" or steps >= GPU_SAMPLE_STEPS or chunks < 2:
+        return steps, chunks
+    total = steps * chunks
+    grouped = max(steps, min(GPU_SAMPLE_STEPS, total // 2))
+    return grouped, total // grouped
 
 
 def median_stage_seconds(samples: dict[int, list[float]]) -> dict[int, float]:

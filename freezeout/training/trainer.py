@@ -88,7 +88,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
     if previous is not None and previous.status in FINAL_STATUSES:
         log.info("%s already holds a %s run: nothing to do", run_dir, previous.status)
         return previous
-    runranks.check_resume(checkpoint, run_dir)
+    runranks.check_resume(checkpoint, run_dir, device)  # same world size, same device type
     distributed.barrier()  # every process has read the run directory before rank 0 writes to it
 
     model = runranks.prepare_model(build_run_model(cfg, device, checked.spec), cfg.sync_bn)

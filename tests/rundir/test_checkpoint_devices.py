@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from helpers import REPO, TINY, compose_cfg, needs_cuda
+from helpers import REPO, TINY, TINY_CUDA, compose_cfg, needs_cuda
 
 from freezeout.config import register_configs
 from freezeout.rundir.checkpoint import restore_rng_state, rng_state
@@ -91,10 +91,9 @@ def test_a_gpu_run_saves_its_own_gpus_state_and_takes_its_index_from_eight(caplo
 
 @pytest.mark.cuda
 @needs_cuda
-def test_a_gpu_checkpoint_with_eight_states_resumes_where_one_gpu_is_visible(fmnist_root, tmp_path):
+def test_a_gpu_checkpoint_with_eight_states_resumes_where_one_gpu_is_visible(tmp_path):
     """The run on cuda:0, stopped and given 8 GPU states in its checkpoint, resumes to the end."""
-    cfg = compose_cfg(*TINY[:-2], "device=cuda", "progress=false", f"data.root={fmnist_root}", "strategy=cubic",
-                      "epochs=2", "log_every=1")
+    cfg = compose_cfg(*TINY_CUDA, "strategy=cubic", "epochs=2", "log_every=1")
 
     def stop_at_20(j: int) -> None:
         if j == 20:
