@@ -153,7 +153,7 @@ def test_envelope_bars_are_the_intervals(four_seeds):
     from freezeout.analysis.loadgap import add_load_gaps
 
     fig = draw_envelope(aggregate(add_load_gaps(records(root))))
-    (ax,) = fig.axes
+    ax, errors = fig.axes  # the speedup/error panel, and the absolute error beside it
     segments = [seg for c in ax.collections if isinstance(c, LineCollection) for seg in c.get_segments()]
     horizontal = [seg for seg in segments if seg[0][1] == seg[1][1]]
     assert [sorted(round(x, 6) for x in (seg[0][0], seg[1][0])) for seg in horizontal] == [[10.0, 25.0]]
