@@ -161,7 +161,8 @@ def markdown_notes(runs: list[dict], summary: list[dict]) -> str:
     unequal = unequal_lines(runs)
     if unequal:
         lines += ["", f"Compared under unequal load, or not taking turns in one round (measured speedups "
-                      f"not timed fairly; the time model's are not affected): {len(unequal)}", ""] + [f"- {x}" for x in unequal]
+                      f"not timed fairly; the time model's are not affected): {len(unequal)}", ""]
+        lines += [f"- {x}" for x in unequal]
     repeats = repeat_lines(summary)
     if repeats:
         lines += ["", "Repeated seeds:", ""] + [f"- {x}" for x in repeats]
@@ -222,7 +223,8 @@ def text_report(root: Path, runs: list[dict], summary: list[dict], table: str,
         lines += [f"  - {x}" for x in flat]
     unequal = unequal_lines(runs)
     if unequal:
-        lines.append(f"Compared with a baseline under unequal load or apart from it, not timed fairly ({len(unequal)}):")
+        lines.append(f"Compared with a baseline under unequal load or apart from it, not timed fairly "
+                     f"({len(unequal)}):")
         lines += [f"  - {x}" for x in unequal]
     time_notes = time_model_lines(runs)
     if time_notes:

@@ -31,7 +31,8 @@ def test_error_within_the_margin_of_chance_is_flagged():
 
 def test_a_loss_that_never_fell_below_a_uniform_guess_is_flagged():
     # ln 3 = 1.0986: 0.97 of it is 1.0657
-    assert "training loss never fell: 1.070 in the last epoch (first 1.200)" in sanity_problem(0.3, _curve(1.2, 1.07), 3)
+    problem = sanity_problem(0.3, _curve(1.2, 1.07), 3)
+    assert "training loss never fell: 1.070 in the last epoch (first 1.200)" in problem
     assert sanity_problem(0.3, _curve(1.2, 1.06), 3) is None
     # a one-epoch run that learned within its epoch: its first loss is its last, and low
     assert sanity_problem(0.3, _curve(0.4), 3) is None
@@ -78,7 +79,8 @@ def test_the_envelope_shows_absolute_error_and_crosses_a_method_at_chance(tmp_pa
     assert len(crosses) == 2  # both compared with baselines at chance; linear's own runs at chance too
     by_y = dict(zip(errors.get_yticks(), (t.get_text() for t in errors.get_yticklabels())))
     assert by_y[max(by_y)] == "baseline (none)"  # on top
-    assert sorted(by_y.values()) == ["baseline (none)", "cubic (t₀=0.8, scale_lr on)", "linear (t₀=0.8, scale_lr on)"]
+    assert sorted(by_y.values()) == ["baseline (none)", "cubic (t₀=0.8, scale_lr on)",
+                                     "linear (t₀=0.8, scale_lr on)"]
     dashed = [ln for ln in errors.lines if ln.get_linestyle() == "--"]
     assert len(dashed) == 1 and list(dashed[0].get_xdata()) == pytest.approx([90.0, 90.0])
     crossed = sorted(round(float(ln.get_xdata()[0]), 6) for ln in errors.lines if ln.get_marker() == "x")
