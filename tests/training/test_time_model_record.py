@@ -110,3 +110,25 @@ def test_the_analysis_repeats_why_the_time_model_was_skipped(runs, tmp_path):
     assert f"predicted_vs_measured: no time prediction in any run: {reason} (1 run)" in result["skipped"]
     assert "predict_time off?" not in result["report"]
     assert f"time model skipped in 1 run(s) (short): {reason}" in result["report"]
+
+
+def test_a_time_model_measured_beside_busy_processes_says_so(fmnist_root, tmp_path, one_thread, caplog):
+    """Two processes spinning beside the run (started and stopped here by pid): the time model's
+    load shows them, and the run warns that its seconds may be off."""
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        with caplog.at_level(logging.WARNING, logger="freezeout"):
+            summary = _run(fmnist_root, tmp_path / "busy", "strategy=cubic", "t_0=0.5", "epochs=2",
+                           "predict_time_share=1.0")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=30)
+    tm = summary.time_model
+    assert tm["load"]["others_cpu_share"] > 0.25
+    assert tm["busy"] == (f"measured while other processes used {100 * tm['load']['others_cpu_share']:.0f}% of "
+                          "the CPUs: seconds may be off")
+    assert f"time model {tm['busy']}" in caplog.messages
