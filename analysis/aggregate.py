@@ -12,6 +12,8 @@ import math
 import statistics
 from typing import Any
 
+from freezeout.rundir.sanity import chance_error
+
 from .collect import COMPLETED, PREDICTION_KINDS
 from .loadgap import load_columns
 from .methods import method_key, reads_schedule, method_label, method_sort_key
@@ -117,6 +119,9 @@ def _group_row(members: list[dict]) -> dict[str, Any]:
     base_errs = [r["final_val_err" if not is_freezeout(r) else "baseline_val_err"] for r in used]
     row["baseline_val_err_mean"] = stats(base_errs)[0]
     row["train_seconds_mean"] = stats([r["train_seconds"] for r in used])[0]
+    # runs that never learned (collect's sanity) and the error of chance for the data's classes
+    row["n_at_chance"] = sum(1 for r in used if r.get("sanity"))
+    row["chance_err"] = next((chance_error(r.get("num_classes")) for r in members if r.get("num_classes")), math.nan)
     row["dirs"] = "; ".join(r["dir"] for r in members)
     return row
 

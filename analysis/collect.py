@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from freezeout.rundir.records import COMPLETED, METRICS_FILE, RUNNING, SUMMARY_FILE, RunSummary, read_metrics
+from freezeout.rundir.sanity import recorded_problem, sanity_problem
 
 from .methods import cache_frozen, rule_facts, strategy_params
 
@@ -142,6 +143,17 @@ def _freeze_iterations(x: Any) -> list | None:
     return [int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in x]
 
 
+def run_sanity(s: RunSummary, status: str, curve: list[dict]) -> str | None:
+    """Why a completed run looks as if it never learned (``freezeout.rundir.sanity``): the reason
+    its summary recorded, else the same check made here from its curve (a run that recorded no
+    check, but its number of classes); None when it passed or cannot be judged."""
+    if status != COMPLETED:
+        return None
+    if s.sanity is not None:
+        return recorded_problem(s.sanity)
+    return sanity_problem(s.final_val_err, curve, s.num_classes)
+
+
 def load_run(run_dir: Path, root: Path) -> dict:
     """One flat record for ``run_dir``: status, settings, results, and its config (``_config``)."""
     summary, problem = _read_summary(run_dir)
@@ -199,6 +211,10 @@ def load_run(run_dir: Path, root: Path) -> dict:
         "step_seconds": s.step_seconds if isinstance(s.step_seconds, dict) else None,
         "train_step_seconds": s.train_step_seconds if isinstance(s.train_step_seconds, dict) else None,
         "load": s.load if isinstance(s.load, dict) else None,
+        "time_model": s.time_model if isinstance(s.time_model, dict) else None,
+        "time_model_skipped": get(s.time_model, "skipped"),
+        "num_classes": s.num_classes,
+        "sanity": run_sanity(s, status, curve),
         "error": None if error is None else str(error),
         "note": "; ".join(filter(None, notes)),
         "_config": config,

@@ -12,9 +12,15 @@ faster. Per paired run:
   trained in (``turns``: a run taking turns with one or five others stepped about 2x slower than
   one training alone on a small CPU model, though no other process shared the machine).
 
-A comparison is *unequal* when the other work differs by more than ``TOLERANCE`` of the machine,
-or the jobs beside, the GPU's other processes or the rounds' sizes differ; ``load_note`` says
-how. A run or baseline that recorded no load is left unjudged (``load_unequal`` None).
+A comparison is *unequal* when the run and its baseline did not take turns in one round (``NOT_IN_TURNS``:
+runs one after another, as the default launcher starts them, each meet their own slow and fast spells
+of the machine, which the load recorded over a whole run cannot see), when the other work differs by
+more than ``TOLERANCE`` of the machine, or the jobs beside, the GPU's other processes or the rounds'
+sizes differ; ``load_note`` says how. A run or baseline that recorded no load is left unjudged
+(``load_unequal`` None).
+
+``share_gap`` is the same comparison of other work for any two load records: the realisation
+(``realisation.py``) sets a run's time model against its training with it.
 """
 from __future__ import annotations
 
@@ -36,8 +42,21 @@ def same_round(run: dict | None, base: dict | None) -> bool:
     return bool(group) and group == (base or {}).get("turns_group")
 
 
+NOT_IN_TURNS = ("not timed in one turns round: the run and its baseline trained apart, each under its own "
+                "spells of the machine's load (hydra/launcher=turns times them fairly)")
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
+
+
+def share_gap(a: dict | None, b: dict | None) -> float:
+    """Other work's share of the machine in load record ``a`` minus that in ``b`` (fractions of
+    the machine); NaN where either did not record it."""
+    mine, theirs = (a or {}).get("others_cpu_share"), (b or {}).get("others_cpu_share")
+    if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)):
+        return float(mine) - float(theirs)
+    return math.nan
 
 
 def compare_load(run: dict | None, base: dict | None) -> tuple[float, bool | None, str]:
@@ -47,13 +66,10 @@ def compare_load(run: dict | None, base: dict | None) -> tuple[float, bool | Non
         return math.nan, None, f"load not recorded by the {which}"
     if same_round(run, base):
         return 0.0, False, ""
-    gap, notes = math.nan, []
-    mine, theirs = run.get("others_cpu_share"), base.get("others_cpu_share")
-    if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)):
-        gap = float(mine) - float(theirs)
-        if abs(gap) > TOLERANCE:
-            notes.append(f"other work took {_pct(mine)} of the machine during the run, "
-                         f"{_pct(theirs)} during its baseline")
+    gap, notes = share_gap(run, base), []
+    if abs(gap) > TOLERANCE:
+        notes.append(f"other work took {_pct(run['others_cpu_share'])} of the machine during the run, "
+                     f"{_pct(base['others_cpu_share'])} during its baseline")
     for key, what in (("jobs_beside", "jobs beside"), ("gpu_processes", "other processes on its GPU")):
         a, b = run.get(key), base.get(key)
         if a is not None and b is not None and a != b:
@@ -61,8 +77,8 @@ def compare_load(run: dict | None, base: dict | None) -> tuple[float, bool | Non
     mine_turns, their_turns = run.get("turns") or 1, base.get("turns") or 1  # None: not taking turns
     if mine_turns != their_turns:
         notes.append(f"runs taking turns in its process: {mine_turns} (run), {their_turns} (baseline)")
-    known = not math.isnan(gap) or notes
-    return gap, (bool(notes) if known else None), "; ".join(notes)
+    notes.append(NOT_IN_TURNS)  # same_round said no
+    return gap, True, "; ".join(notes)
 
 
 def add_load_gaps(records: list[dict]) -> list[dict]:

@@ -92,7 +92,8 @@ def _no_baseline(r: dict, seeds_of: dict[str, list]) -> str:
 
 def pair_runs(records: list[dict]) -> list[dict]:
     """Copies of ``records`` with ``baseline_dir``, ``measured_speedup``, ``relative_error``,
-    ``baseline_val_err``, ``duplicate_baselines`` and ``unpaired`` (why no baseline, or None).
+    ``baseline_val_err``, ``baseline_sanity`` (why the baseline looks as if it never learned, or None),
+    ``duplicate_baselines`` and ``unpaired`` (why no baseline, or None).
 
     Baseline runs get no speedup. Among several matching baselines the one that took turns with
     the run (the same ``turns_group``: the same load by construction) is used, else the first by
@@ -107,7 +108,7 @@ def pair_runs(records: list[dict]) -> list[dict]:
             seeds_of.setdefault(pair_key(r["_config"], drop_seed=True), []).append(r.get("seed"))
     for r in out:
         r.update(baseline_dir=None, measured_speedup=math.nan, relative_error=math.nan,
-                 duplicate_baselines="", unpaired=None, baseline_val_err=math.nan)
+                 duplicate_baselines="", unpaired=None, baseline_val_err=math.nan, baseline_sanity=None)
         if not is_freezeout(r):
             continue
         if r["_key"] is None:
@@ -129,6 +130,7 @@ def pair_runs(records: list[dict]) -> list[dict]:
             base = next((b for b in done if same_round(r.get("load"), b.get("load"))), done[0])
             r["baseline_dir"] = base["dir"]
             r["duplicate_baselines"] = "; ".join(b["dir"] for b in done if b is not base)
+            r["baseline_sanity"] = base.get("sanity")
             if r["status"] == COMPLETED:
                 r["measured_speedup"] = measured_speedup(r["train_seconds"], base["train_seconds"])
                 r["relative_error"] = relative_error(r["final_val_err"], base["final_val_err"])

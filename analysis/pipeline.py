@@ -25,6 +25,7 @@ RUN_COLUMNS = [
     "measured_speedup", "relative_error", "realisation", "step_seconds", "train_step_seconds", "stage_ratios",
     "baseline_dir", "baseline_val_err",
     "duplicate_baselines", "repeat_of", "unpaired", "load_gap", "load_unequal", "load_note", "load",
+    "num_classes", "sanity", "baseline_sanity", "realisation_note", "time_model_skipped", "time_model",
     "error", "note",
 ]
 

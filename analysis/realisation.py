@@ -6,6 +6,11 @@ the time model's (``summary.train_step_seconds`` / ``summary.step_seconds``: abo
 trained slower than the model said). Per setting and method: the median over seeds and the range.
 A measured speedup is only as fair as its pairing (see ``loadgap.py``); the stage ratios need no
 pairing: they set each run against its own time model.
+
+A time model measured under a load unlike its run's training (other work's share of the machine
+differs by more than ``loadgap.TOLERANCE``, or the GPU's other processes differ: ``summary.json``'s
+``time_model.load`` against ``load``) predicts another machine: such a run gets no realisation and
+no stage ratios, and ``realisation_note`` says why.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import math
 import statistics
 from typing import Any
 
+from .loadgap import TOLERANCE, share_gap
 from .pairing import is_freezeout
 
 #: The benchmark's band for a realisation that came true.
@@ -35,12 +41,35 @@ def stage_ratios(train: dict | None, model: dict | None) -> dict[int, float]:
             if k in model and isinstance(model[k], (int, float)) and model[k] > 0}
 
 
+def time_model_load_note(run: dict) -> str:
+    """Why a run's time model cannot be set against its training (measured under another load),
+    or an empty string (comparable loads, or a load not recorded)."""
+    measured = (run.get("time_model") or {}).get("load")
+    trained = run.get("load")
+    if not isinstance(measured, dict) or not isinstance(trained, dict):
+        return ""
+    clauses = []
+    if abs(share_gap(measured, trained)) > TOLERANCE:
+        clauses.append(f"other work took {100 * measured['others_cpu_share']:.0f}% of the machine while its time "
+                       f"model measured, {100 * trained['others_cpu_share']:.0f}% while it trained")
+    a, b = measured.get("gpu_processes"), trained.get("gpu_processes")
+    if a is not None and b is not None and a != b:
+        clauses.append(f"other processes on its GPU: {a} (time model), {b} (training)")
+    return "; ".join(clauses) + ": no realisation" if clauses else ""
+
+
 def add_realisation(runs: list[dict]) -> list[dict]:
-    """Copies of ``runs`` (paired: ``pair_runs``) with ``realisation`` and ``stage_ratios``."""
-    return [dict(r, realisation=realisation(r.get("measured_speedup", math.nan),
-                                            r.get("predicted_speedup_time", math.nan)),
-                 stage_ratios=stage_ratios(r.get("train_step_seconds"), r.get("step_seconds")))
-            for r in runs]
+    """Copies of ``runs`` (paired: ``pair_runs``) with ``realisation``, ``stage_ratios`` and
+    ``realisation_note`` (both left empty where the time model's load was unlike training's)."""
+    out = []
+    for r in runs:
+        note = time_model_load_note(r)
+        out.append(dict(r, realisation_note=note,
+                        realisation=math.nan if note else realisation(r.get("measured_speedup", math.nan),
+                                                                      r.get("predicted_speedup_time", math.nan)),
+                        stage_ratios={} if note else stage_ratios(r.get("train_step_seconds"),
+                                                                 r.get("step_seconds"))))
+    return out
 
 
 def realisation_columns(used: list[dict]) -> dict[str, Any]:

@@ -89,8 +89,9 @@ def markdown_table(summary: list[dict]) -> str:
     ]
     if any(not math.isnan(r.get("realisation_median", math.nan)) for r in summary):
         cols.append(("realisation (measured / time)", realisation_text))
-    if any(r.get("paper_region") for r in summary):
-        cols.append(("paper's region", lambda r: r.get("paper_region") or "—"))
+    if any(r.get("paper_region") or r.get("region_note") for r in summary):
+        cols.append(("paper's region", lambda r: r.get("paper_region")
+                     or ("no verdict: baseline at chance" if r.get("region_note") else "—")))
     if any(not math.isnan(r.get("relative_error_seeds_needed", math.nan)) for r in summary):
         cols.append((f"seeds for {100 * DELTA:g} pts (error / speedup)",
                      lambda r: "—" if not is_freezeout(r) else
@@ -116,20 +117,52 @@ def repeat_lines(summary: list[dict]) -> list[str]:
             for row in summary for seed, dirs in (row.get("_repeats") or {}).items()]
 
 
+def sanity_lines(runs: list[dict], summary: list[dict]) -> list[str]:
+    """One line per run that looks as if it never learned, then one per method left without a
+    region verdict for it."""
+    return ([f"{r['dir']} ({r.get('method') or r['strategy']}): {r['sanity']}" for r in runs if r.get("sanity")]
+            + [f"{row['method']}, {row['setting']}: {row['region_note']}" for row in summary
+               if row.get("region_note")])
+
+
+def time_model_lines(runs: list[dict]) -> list[str]:
+    """Runs whose time model's load was unlike training's (no realisation), and the reasons the
+    time model was skipped (predict_time=false aside: that is a choice), with the runs."""
+    lines = [f"{r['dir']}: {r['realisation_note']}" for r in runs if r.get("realisation_note")]
+    skipped: dict[str, list[str]] = {}
+    for r in runs:
+        why = r.get("time_model_skipped")
+        if why and why != "predict_time=false":
+            skipped.setdefault(str(why), []).append(r["dir"])
+    lines += [f"time model skipped in {len(d)} run(s) ({', '.join(d)}): {why}" for why, d in skipped.items()]
+    return lines
+
+
+SANITY_HEAD = "Runs that never learned (at chance; no region verdict against such a baseline):"
+TIME_MODEL_HEAD = "The time model: measured under another load, or skipped:"
+
+
 def markdown_notes(runs: list[dict], summary: list[dict]) -> str:
     """What the table leaves out: how seeds count, repeated seeds, runs without a baseline."""
     lines = ["n seeds counts distinct seeds; a seed run more than once enters the statistics "
              "once, as its first completed run by path. " + STATS_NOTE]
+    chance = sanity_lines(runs, summary)
+    if chance:
+        lines += ["", SANITY_HEAD, ""] + [f"- {x}" for x in chance]
     flat = plateau_lines(runs)
     if flat:
         lines += ["", "Trained long enough? (a third of training flat is the aim)", ""] + [f"- {x}" for x in flat]
     stages = stage_lines(summary)
     if stages:
         lines += ["", REALISATION_NOTE, ""] + [f"- {x}" for x in stages]
+    time_notes = time_model_lines(runs)
+    if time_notes:
+        lines += ["", TIME_MODEL_HEAD, ""] + [f"- {x}" for x in time_notes]
     unequal = unequal_lines(runs)
     if unequal:
-        lines += ["", f"Compared under unequal load (measured speedups biased; the time model's "
-                      f"are not): {len(unequal)}", ""] + [f"- {x}" for x in unequal]
+        lines += ["", f"Compared under unequal load, or not taking turns in one round (measured speedups "
+                      f"not timed fairly; the time model's are not affected): {len(unequal)}", ""]
+        lines += [f"- {x}" for x in unequal]
     repeats = repeat_lines(summary)
     if repeats:
         lines += ["", "Repeated seeds:", ""] + [f"- {x}" for x in repeats]
@@ -180,14 +213,23 @@ def text_report(root: Path, runs: list[dict], summary: list[dict], table: str,
     if dups:
         lines.append("Several baselines matched; the first by path was used:")
         lines += [f"  - used {b}, also matched: {d}" for b, d in dups]
+    chance = sanity_lines(runs, summary)
+    if chance:
+        lines.append(SANITY_HEAD)
+        lines += [f"  - {x}" for x in chance]
     flat = plateau_lines(runs)
     if flat:
         lines.append("Baselines flat at the end of training (a third is the aim):")
         lines += [f"  - {x}" for x in flat]
     unequal = unequal_lines(runs)
     if unequal:
-        lines.append(f"Compared with a baseline under unequal load ({len(unequal)}):")
+        lines.append(f"Compared with a baseline under unequal load or apart from it, not timed fairly "
+                     f"({len(unequal)}):")
         lines += [f"  - {x}" for x in unequal]
+    time_notes = time_model_lines(runs)
+    if time_notes:
+        lines.append(TIME_MODEL_HEAD)
+        lines += [f"  - {x}" for x in time_notes]
     repeats = repeat_lines(summary)
     if repeats:
         lines.append("Seeds run more than once (each counted once):")

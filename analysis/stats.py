@@ -18,7 +18,9 @@ paired differences and the seed-to-seed variation of the baseline cancels out of
   method is *inside* only when its whole interval box (speedup x relative error) lies in the
   region; *outside* when it surely costs more than 3% or is surely slower than the baseline;
   *beyond* when it is surely within 3% and surely faster than 20% (better than the claim);
-  *undecided* otherwise (the box straddles an edge).
+  *undecided* otherwise (the box straddles an edge). No verdict at all (``region_note`` says
+  why) when a baseline of the group looks as if it never learned (``freezeout.rundir.sanity``):
+  against a baseline at chance, a relative error near 0 means nothing.
 """
 from __future__ import annotations
 
@@ -109,7 +111,8 @@ def region_verdict(speedup_ci: tuple[float, float], error_ci: tuple[float, float
 
 def interval_columns(used: list[dict]) -> dict[str, Any]:
     """The interval columns of one aggregation group from its runs (one per seed): for measured
-    speedup and relative error ``*_lo``/``*_hi`` and ``*_seeds_needed``; ``paper_region``."""
+    speedup and relative error ``*_lo``/``*_hi`` and ``*_seeds_needed``; ``paper_region`` and
+    ``region_note`` (why there is no verdict, or empty)."""
     row: dict[str, Any] = {}
     for name in ("measured_speedup", "relative_error"):
         values = finite(r.get(name) for r in used)
@@ -118,4 +121,10 @@ def interval_columns(used: list[dict]) -> dict[str, Any]:
         row[f"{name}_seeds_needed"] = seeds_needed(std)
     row["paper_region"] = region_verdict((row["measured_speedup_lo"], row["measured_speedup_hi"]),
                                          (row["relative_error_lo"], row["relative_error_hi"]))
+    at_chance = sorted({str(r.get("baseline_dir")) for r in used if r.get("baseline_sanity")})
+    row["region_note"] = ""
+    if at_chance:
+        row["paper_region"] = ""
+        row["region_note"] = (f"no verdict: baseline {', '.join(at_chance)} at chance (it never learned: "
+                              "tune optimizer.lr first)")
     return row

@@ -11,7 +11,9 @@ dominate which, with the spreads beside them. ``pareto_front`` remains for calle
 means' front. When the runs come from a frontier search (``hydra/sweeper=frontier``), the front
 it found is drawn as a dashed line, its best setting within the error budget starred. A method
 with any comparison under unequal load (``analysis/loadgap.py``) is ringed, its measured speedup
-being biased.
+being biased; one with runs at chance, or compared with a baseline at chance, is crossed. Beside
+each setting's panel, its methods' absolute validation error against chance (``abserr.py``), so that
+a method at chance stands out though its relative error is near 0.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from ..methods import method_params
 from ..pairing import is_freezeout
+from .abserr import CROSS, CROSSED, at_chance, error_panel
 from .clip import draw_points, label_clipped, robust_limits
 from .labels import place_labels
 from .style import family_labels, figure, legend_outside, marker_kw, note, ok, save, scale_lr_handles, style
@@ -109,6 +112,8 @@ def _panel(ax, rows: list[dict], front: list[dict] | None = None):
                         elinewidth=0.9, capsize=2.5, alpha=0.9, linestyle="none", zorder=3, **kw)
             if ring:
                 ax.plot([x], [y], **_RING)
+            if at_chance(r):
+                ax.plot([x], [y], **CROSS)
     out = [i for i, keep in enumerate(inside) if not keep]
     flagged = draw_points(ax, [xs[i] for i in out], [ys[i] for i in out], (xlim, ylim),
                           [marker_kw(rows[i]["strategy"], rows[i]["scale_lr"]) for i in out],
@@ -134,26 +139,32 @@ def _panel(ax, rows: list[dict], front: list[dict] | None = None):
         handles += _front(ax, front)
     if any(unequal):
         handles.append(Line2D([], [], label=UNEQUAL, **_RING))
+    if any(at_chance(r) for r in rows):
+        handles.append(Line2D([], [], label=CROSSED, **CROSS))
     if flagged:
         handles.append(Line2D([], [], linestyle="none", marker="<", color="#B00000", label=CLIPPED))
     return handles, write_labels
 
 
 def draw_envelope(summary: list[dict], fronts: dict[str, list[dict]] | None = None):
-    """The figure (one panel per setting), or None when no method is paired with a baseline.
-    ``fronts``: a frontier search's front per setting (``analysis.frontier.read_fronts``)."""
+    """The figure, or None when no method is paired with a baseline: per setting, the
+    speedup/error panel and beside it the absolute error panel (``abserr.error_panel``), in that
+    order in ``fig.axes``. ``fronts``: a frontier search's front per setting
+    (``analysis.frontier.read_fronts``)."""
     rows = [r for r in summary if is_freezeout(r) and r["measured_speedup_n"] > 0]
     if not rows:
         return None
     panels: dict[str, list[dict]] = {}
     for r in rows:
         panels.setdefault(r["setting"], []).append(r)
-    fig, axes = figure(len(panels), "Measured speedup vs relative error, per method",
+    baselines = {r["setting"]: r for r in summary if not is_freezeout(r)}
+    fig, axes = figure(2 * len(panels), "Measured speedup vs relative error, and absolute error, per method",
                        panel_size=(7.4, 6.0), cols=2, legend_width=3.6)
     handles: dict[str, object] = {}
     writers = []
-    for ax, (setting, members) in zip(axes, panels.items()):
+    for ax, errors, (setting, members) in zip(axes[::2], axes[1::2], panels.items()):
         panel_handles, write_labels = _panel(ax, members, (fronts or {}).get(setting))
+        panel_handles += error_panel(errors, members, baselines.get(setting))
         writers.append(write_labels)
         for h in panel_handles:
             handles.setdefault(h.get_label(), h)
@@ -164,7 +175,7 @@ def draw_envelope(summary: list[dict], fronts: dict[str, list[dict]] | None = No
         note(f"points: mean over seeds, bars: 95% bootstrap\n"
              f"interval of the mean (n = {n} seeds per point)"),
         note("no Pareto front through the means: the\nspreads overlap too much to rank them")]
-    clipped = [handles.pop(k) for k in (UNEQUAL, CLIPPED) if k in handles]  # last in the legend
+    clipped = [handles.pop(k) for k in (UNEQUAL, CROSSED, CLIPPED) if k in handles]  # last in the legend
     legend_outside(fig, list(handles.values()) + extra + clipped)
     for write_labels in writers:  # last: the legend has taken its room, the axes stay put
         write_labels()

@@ -38,6 +38,16 @@ def _scatter(ax, runs: list[dict], xs: list[float], limits) -> list:
                                             for r in runs])
 
 
+def no_time_reason(runs: list[dict]) -> str:
+    """Why these runs have no time prediction, as their summaries recorded it (``time_model``'s
+    ``skipped``), with how many runs gave each reason; "not recorded" for runs that did not say."""
+    reasons: dict[str, int] = {}
+    for r in runs:
+        why = str(r.get("time_model_skipped") or "its reason not recorded")
+        reasons[why] = reasons.get(why, 0) + 1
+    return "; ".join(f"{why} ({n} run{'s' if n != 1 else ''})" for why, n in reasons.items())
+
+
 def draw_predicted_vs_measured(runs: list[dict]):
     """``(figure or None, notes)``."""
     paired = [r for r in runs if ok(r["measured_speedup"])]
@@ -48,7 +58,7 @@ def draw_predicted_vs_measured(runs: list[dict]):
         why = "no paired runs" if not paired else "no run has a predicted speedup"
         return None, [f"predicted_vs_measured: skipped, {why}"]
     notes = [] if "time" in kinds or not kinds else [
-        "predicted_vs_measured: no time prediction in any run (predict_time off?)"]
+        f"predicted_vs_measured: no time prediction in any run: {no_time_reason(ordinary)}"]
     unsized = sum(1 for r in paired if r.get("const_time") and not _ct_kind(r))
     if unsized:
         notes.append(f"predicted_vs_measured: {unsized} const_time run(s) left out, no prediction recorded")

@@ -1,6 +1,11 @@
 """The sweep plan's step times (``python -m freezeout.plan``): measured here once per distinct
 (model, data, optimizer, batch size, precision...) through the engine, as the trainer's time
 model takes them, or read from a file an earlier plan wrote; and a job's training seconds left.
+
+Each measurement records the machine's load while it ran (``load``, as a run records its own:
+:func:`~freezeout.rundir.load.measure_load`) and ``busy``, the warning the plan prints when other
+work was heavy (:func:`~freezeout.rundir.load.busy_note`): seconds measured on a busy machine
+predict that machine, not an idle one.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from ..data import dataset_spec, load_data
 from ..freezing.optim import optimizer_factory
 from ..models.factory import build_run_model
 from ..models.flops import group_costs
+from ..rundir.load import busy_note, measure_load
 from ..rundir.provenance import device_name
 from ..rundir.records import write_json_atomic
 from ..speedup.formulas import const_time_iters, flops_speedup, freezing_stages, frozen_groups_at, time_speedup
@@ -60,13 +66,21 @@ def _measure(cfg, stages: list[int]) -> dict:
     model = build_run_model(cfg, device, checked.spec)
     data = load_data(cfg.data, device, spec=checked.spec, channels_last=cfg.channels_last)
     make_step, make_batches = run_step_factory(cfg, device, data.train_x), run_batches(cfg, data)
-    seconds, events = measure_stages(model, stages, make_batches, optimizer_factory(cfg.optimizer), make_step)
+    with measure_load(device_name(device)) as load:  # what shared the machine while it measured
+        seconds, events = measure_stages(model, stages, make_batches, optimizer_factory(cfg.optimizer), make_step)
     # streamed data: each stage's step as the larger of its computation and the loader's time a batch
     (seconds, events), info = measure_input(cfg, data, (seconds, events), None, 0)
     if info.get("input_seconds_per_step") is not None:
         print(f"  input: {info['loader_images_per_second']:.0f} images/s from the loader; {describe(info)}",
               file=sys.stderr)
-    return {"stage_seconds": seconds, "event_seconds": events, "device": device_name(device)}
+    record = load.record()
+    return {"stage_seconds": seconds, "event_seconds": events, "device": device_name(device), "load": record,
+            "busy": busy_note(record)}
+
+
+def busy_lines(times: dict[str, dict]) -> list[str]:
+    """One line per measurement taken on a busy machine (``busy``), naming its settings."""
+    return [f"note: step times for {_describe(key)} {t['busy']}" for key, t in times.items() if t.get("busy")]
 
 
 def predict_row(row: dict, times: dict) -> tuple[int, float]:
@@ -113,7 +127,7 @@ def read_step_times(path: str) -> dict:
         by_stage = lambda d: {int(k): float(v) for k, v in d.items()}  # noqa: E731 (JSON keys are strings)
         return {json.dumps(e["key"], sort_keys=True): {
             "stage_seconds": by_stage(e["stage_seconds"]), "event_seconds": by_stage(e.get("event_seconds", {})),
-            "device": e.get("device")} for e in entries}
+            "device": e.get("device"), "load": e.get("load"), "busy": busy_note(e.get("load"))} for e in entries}
     except OSError as e:
         raise PlanError(f"cannot read --step-times {path}: {e.strerror}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:

@@ -44,6 +44,7 @@ from ..rundir.records import FINAL_STATUSES, SUMMARY_FILE, RunSummary
 from ..training.checks import model_kwargs, validate
 from .steptimes import (
     PlanError,
+    busy_lines,
     predict_row,
     read_step_times,
     step_times_of,
@@ -91,7 +92,7 @@ def plan(overrides: list[str], step_times: str | None = None, save_step_times: s
         r["iterations"], r["seconds"] = predict_row(r, times[r["timing"]])
     if save_step_times:
         write_step_times(save_step_times, times)
-    print_rows(master, rows, skipped, step_times)
+    print_rows(master, rows, skipped, step_times, busy_lines(times))
     return rows
 
 
@@ -182,7 +183,9 @@ def _timing_key(cfg) -> str:
     return json.dumps(key, sort_keys=True)
 
 
-def print_rows(master, rows: list[dict], skipped: list, step_times: str | None) -> None:
+def print_rows(master, rows: list[dict], skipped: list, step_times: str | None, busy: list[str] = ()) -> None:
+    """The plan's table, its skipped duplicates, ``busy`` (step times measured on a busy machine)
+    and the totals, last."""
     print(f"sweep dir: {master.hydra.sweep.dir}")
     print(f"{'#':>4}  {'status':<11} {'iterations':>12} {'predicted s':>12}  run directory")
     for r in rows:
@@ -193,6 +196,8 @@ def print_rows(master, rows: list[dict], skipped: list, step_times: str | None) 
         print(f"{r['number']:>4}  {r['status']:<11} {its:>12} {secs:>12}  {r['name']}")
     for job, number in skipped:
         print(f"skipped duplicate: {' '.join(job)} (the same run as #{number})")
+    for line in busy:
+        print(line)
     todo = [r for r in rows if r["status"] not in FINAL_STATUSES]
     seconds, source = sum(r["seconds"] for r in todo), f"from {step_times}" if step_times else "measured here"
     print(f"jobs: {len(rows)}, done: {len(rows) - len(todo)}, to run: {len(todo)}; predicted training time "

@@ -27,6 +27,9 @@ JOBS_BESIDE_ENV = "FREEZEOUT_JOBS_BESIDE"  # jobs of this launch training at the
 TURNS_ENV = "FREEZEOUT_TURNS"  # runs taking turns in this process (hydra/launcher=turns)
 TURNS_GROUP_ENV = "FREEZEOUT_TURNS_GROUP"  # the id of that round
 PROC_STAT = "/proc/stat"
+#: Other work above this share of the machine's CPU time makes a measurement "busy": its seconds may
+#: be off (one busy process on a 2-CPU machine is 50%).
+BUSY_SHARE = 0.25
 
 
 def cpu_times(path: str = PROC_STAT) -> tuple[int, float, float] | None:
@@ -123,6 +126,21 @@ class LoadMeter:
         gpus = [g for g in (g0, g1) if g is not None]
         out["gpu_processes"] = max(gpus) if gpus else None
         return out
+
+
+def busy_note(record: dict | None) -> str | None:
+    """``"measured while other processes used 70% of the CPUs: seconds may be off"`` for a load
+    record (:meth:`LoadMeter.record`) whose other work exceeded :data:`BUSY_SHARE`, or whose GPU
+    other processes held; None for a quiet (or unrecorded) one."""
+    if not isinstance(record, dict):
+        return None
+    others, clauses = record.get("others_cpu_share"), []
+    if isinstance(others, (int, float)) and others > BUSY_SHARE:
+        clauses.append(f"other processes used {100 * others:.0f}% of the CPUs")
+    gpu = record.get("gpu_processes")
+    if isinstance(gpu, int) and gpu > 0:
+        clauses.append(f"{gpu} other process(es) held its GPU")
+    return f"measured while {' and '.join(clauses)}: seconds may be off" if clauses else None
 
 
 def measure_load(device: str | None = None) -> LoadMeter:

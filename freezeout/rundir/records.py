@@ -86,6 +86,14 @@ class RunSummary:
     # The load it trained under: CPU time against wall time, the machine's other work, jobs beside
     # it, runs taking turns with it (freezeout/rundir/load.py); None when not recorded.
     load: Optional[dict] = None
+    # The time model itself (predict_time): the load it measured under (as ``load``) with ``busy``, the
+    # warning when other work was heavy (else None), and ``skipped``, why no time model was measured
+    # (predict_time=false, too short a run for predict_time_share; else None). None: not recorded.
+    time_model: Optional[dict] = None
+    num_classes: Optional[int] = None  # classes of the data: chance error is 1 - 1/num_classes
+    # The run-end check (freezeout/rundir/sanity.py): "ok", or why the run looks as if it never learned
+    # (validation error at chance, training loss never fell). None: not checked (not completed).
+    sanity: Optional[str] = None
     # Results.
     train_seconds: float = 0.0  # training steps only (forward, backward, optimizer)
     eval_seconds: float = 0.0

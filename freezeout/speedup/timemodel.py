@@ -18,6 +18,7 @@ from ..freezing.controller import FreezeOut, OptimizerFactory
 from ..freezing.rules import get_rule
 from ..freezing.schedule import Schedule, check_strategy, check_t_0, layer_times
 from ..models.flops import group_costs
+from ..rundir.load import busy_note, measure_load
 from ..training.stagetiming import choose_layout, measure_stage_seconds, median_stage_seconds
 from ..training.step import TrainStep
 from .cacheplan import apply_cache_plan, plan_cache_stages
@@ -130,7 +131,7 @@ class Measured(tuple):
 
 def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimizer: OptimizerFactory, make_step,
                 total_iters: int, times: Sequence[float] | None = None,
-                between_rounds: Callable[[], None] | None = None) -> Measured | None:
+                between_rounds: Callable[[], None] | None = None, notes: dict | None = None) -> Measured | None:
     """The time model's measurement for a run (``predict_time``), taken before it trains: seconds
     per step with the first ``k`` groups frozen for each ``k`` in ``stages``, and each stage's
     one-off start cost, on the run's own device, model, batch size, optimizer and step settings
@@ -144,11 +145,19 @@ def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimiz
     the schedule's ``times``; None: an adaptive rule's, unknown yet), setting them on
     ``make_step``; when it cannot measure, no stage reads the store. ``between_rounds()`` runs
     between the rounds of the (first) measurement: the streamed loader's timing
-    (:class:`~freezeout.speedup.inputmodel.LoaderTiming`)."""
+    (:class:`~freezeout.speedup.inputmodel.LoaderTiming`).
+
+    ``notes``, when given, receives what ``summary.json``'s ``time_model`` records: ``skipped`` (why
+    nothing was measured, else None), ``load`` (the machine's load while it measured,
+    :func:`~freezeout.rundir.load.measure_load`) and ``busy`` (the warning when that load was heavy,
+    also logged)."""
     from ..distributed import process_group as distributed
 
+    notes = {} if notes is None else notes
+    notes.update(skipped=None, load=None, busy=None)
     auto = getattr(make_step, "cache_mode", None) == "auto"
     if not (cfg.predict_time or auto):
+        notes["skipped"] = "predict_time=false"
         return None
     make_batches = run_batches(cfg, data)
     device, start = data.train_x.device, time.perf_counter()
@@ -157,9 +166,10 @@ def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimiz
     layout = distributed.broadcast(layout)  # rank 0's: every process must run the same steps (all-reduces)
     timing = time_model_budget(len(stages) * (2 if auto else 1), total_iters, cfg.predict_time_share, layout)
     if timing is None:
-        log.warning("time model skipped: measuring its %d stages would cost more than predict_time_share=%g of "
-                    "the run's %d iterations (raise it, or train longer)%s", len(stages), cfg.predict_time_share,
-                    total_iters, "; cache_frozen=auto reads no store" if auto else "")
+        notes["skipped"] = (f"measuring its {len(stages)} stages would cost more than predict_time_share="
+                            f"{cfg.predict_time_share:g} of the run's {total_iters} iterations (raise "
+                            "predict_time_share, or train longer)")
+        log.warning("time model skipped: %s%s", notes["skipped"], "; cache_frozen=auto reads no store" if auto else "")
         if auto:
             make_step.cache_stages = set()
         return None
@@ -170,11 +180,16 @@ def measure_run(cfg, model: nn.Module, data, stages: Sequence[int], make_optimiz
             return measure_stage_seconds(model, lambda groups: held_controller(groups, make_optimizer), make_batches,
                                          stages, step, layout=layout, between_rounds=between, **timing)
 
-    first = measure(False if auto else None, between_rounds)
+    with measure_load(str(device)) as load:  # what shared the machine while it measured
+        first = measure(False if auto else None, between_rounds)
+        cached = measure(True) if auto else None
+    notes.update(load=load.record())
+    notes["busy"] = busy_note(notes["load"])
+    if notes["busy"]:
+        log.warning("time model %s", notes["busy"])
     stage_seconds, events = median_stage_seconds(first.samples), first.event_seconds
     compiling, plan = dict(first.compile_seconds or {}), None
     if auto:
-        cached = measure(True)
         plan = plan_cache_stages(times, total_iters, stage_seconds, median_stage_seconds(cached.samples),
                                  cached.event_seconds)
         stage_seconds, events = apply_cache_plan(plan, stage_seconds, median_stage_seconds(cached.samples),

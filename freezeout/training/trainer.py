@@ -47,6 +47,8 @@ from ..rundir.records import (
     rewrite_metrics,
 )
 from ..rundir.resume import hydra_output_dir, prior_run
+from ..rundir.sanity import OK as SANITY_OK
+from ..rundir.sanity import sanity_problem
 from ..speedup.formulas import const_time_iters, freezing_stages
 from ..speedup.inputmodel import LoaderTiming, measure_input
 from ..speedup.timemodel import measure_run, note_compile, predict_run
@@ -109,9 +111,10 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
     # streamed: the loader is timed between the time model's rounds (LoaderTiming)
     loader_timing = (LoaderTiming(data.stream, cfg.seed + 2, cfg.batch_size, distributed.shard())
                      if data.stream is not None else None)
+    time_model = {}  # what the time model measured under, or why it was skipped (summary.json's time_model)
     step_times = measure_run(cfg, model, data, stages, make_optimizer, make_step, total_iters,
                              None if adaptive else schedule.times,  # cache_frozen=auto: its plan, set on make_step
-                             between_rounds=loader_timing)
+                             between_rounds=loader_timing, notes=time_model)
     note_compile(make_step, step_times, None if adaptive else schedule.times, total_iters)
     step_times, input_info = measure_input(cfg, data, step_times, None if adaptive else schedule.times, total_iters,
                                            loader_timing)
@@ -129,7 +132,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
     generator = torch.Generator(device=device).manual_seed(cfg.seed)  # the same on every process
 
     summary = _new_summary(cfg, model, data, device, ipe, controller, predicted, const_time_prediction)
-    summary.input = input_info
+    summary.input, summary.time_model, summary.num_classes = input_info, time_model, data.spec.num_classes
     if step_times is not None:
         summary.step_seconds = {str(k): v for k, v in sorted(step_times[0].items())}
     log.info("%s (%d layer groups, %.2fM params) on %s%s: %d iterations (%d a epoch); predicted speedup %s",
@@ -169,6 +172,8 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
             summary.predicted_speedup = predict_run(cfg, model, input_shape, costs, times, step_times,
                                                     controller.schedule.total_iters)
         summary.status = COMPLETED
+        if main:  # one warning line when the run looks as if it never learned
+            summary.sanity = _sanity(summary, run_dir)
         if cfg.eval_test:
             summary.test_err = distributed.on_main(lambda: evaluate(model, data.test_x, data.test_y,
                                                                     cfg.precision)[1])
@@ -188,9 +193,12 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
         write(summary)
         loggers.log_summary(summary)
         loggers.close()
-    log.info("%s: val err %.2f%% in %.1f s of training (predicted speedup %.1f%%)", summary.status,
+    kind = "time" if summary.predicted_speedup.get("time") is not None else "flops"  # the measured one first
+    predicted_final = summary.predicted_speedup.get(kind)
+    log.info("%s: val err %.2f%% in %.1f s of training (predicted speedup %.1f%%, %s)", summary.status,
              100 * (summary.final_val_err or math.nan), summary.train_seconds,
-             100 * (math.nan if summary.predicted_speedup["flops"] is None else summary.predicted_speedup["flops"]))
+             100 * (math.nan if predicted_final is None else predicted_final),
+             "time model" if kind == "time" else "flops; no time model")
     return summary
 
 
@@ -221,6 +229,14 @@ def _update(summary: RunSummary, state: LoopState, controller: FreezeOut, step: 
         summary.compile = step.compile_log.record()
     if step.cache is not None:
         summary.cache = step.cache.record()
+
+
+def _sanity(summary: RunSummary, run_dir: Path) -> str:
+    """``"ok"``, or why the run looks as if it never learned (freezeout/rundir/sanity.py), logged."""
+    problem = sanity_problem(summary.final_val_err, read_metrics(run_dir / METRICS_FILE), summary.num_classes)
+    if problem:
+        log.warning("%s", problem)
+    return problem or SANITY_OK
 
 
 def _now() -> str:

@@ -106,7 +106,7 @@ def test_envelope_draws_the_papers_claim_and_no_front(tmp_path):
                 make_run(tmp_path, f"{strategy}{t_0}_{seed}", strategy=strategy, t_0=t_0,
                          seed=seed, seconds=80.0 + i + seed, err=0.205 + 0.001 * i)
     fig = draw_envelope(aggregate(records(tmp_path)))
-    (ax,) = fig.axes
+    ax, errors = fig.axes  # the speedup/error panel, and the absolute error beside it
     paper = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_x() == 0]
     assert len(paper) == 1 and paper[0].get_width() == 20
     assert paper[0].get_y() + paper[0].get_height() == pytest.approx(3.0)
