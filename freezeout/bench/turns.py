@@ -46,9 +46,17 @@ def take_turns(jobs: list[tuple], keep_going: bool = False, run: Callable | None
     ``stop()``, polled before each turn, returns the name of a stop request (e.g. ``"SIGINT"``) or
     None: once it names one, each run raises :class:`~freezeout.training.signals.Interrupted` from
     its next ``pause`` and the round ends. ``on_turn(i, iteration)`` is called here each time run
-    ``i`` hands over."""
+    ``i`` hands over.
+
+    In a process that is one rank of several (torchrun, ``bench.world_size``), the runs share its
+    process group, so they take turns as threads of this process instead (a process each would
+    join the group as a second process of the same rank)."""
     import torch
 
+    from ..distributed.process_group import launch_env
+
+    if launch_env() is not None:
+        return _in_threads(jobs, keep_going, run or train_in_turn, stop, on_turn)
     ctx = multiprocessing.get_context("spawn")  # no fork: torch's OpenMP and CUDA do not survive one
     conns, procs = [], []
     out: list = [None] * len(jobs)
@@ -100,6 +108,49 @@ def take_turns(jobs: list[tuple], keep_going: bool = False, run: Callable | None
             proc.join(timeout=30)
             if proc.is_alive():  # a run that did not end with its pipe: it is told so no longer
                 proc.terminate(), proc.join()
+    if failed and not keep_going:
+        raise failed[0]
+    return out
+
+
+def _in_threads(jobs: list[tuple], keep_going: bool, run: Callable, stop, on_turn) -> list:
+    """:func:`take_turns` with each run in a thread of this process."""
+    import threading
+
+    from ..training.signals import Interrupted
+
+    go, back, out, failed = [threading.Event() for _ in jobs], threading.Event(), [None] * len(jobs), []
+    done: set[int] = set()
+
+    def wait_turn(i: int, iteration: int) -> None:
+        go[i].wait(), go[i].clear()
+        if signame := (stop() if stop is not None else None):
+            raise Interrupted(signame, iteration, 0)
+        if failed and not keep_going:
+            raise RuntimeError("stopped: another run of the round failed")
+
+    def pause(i: int, iteration: int) -> None:
+        if on_turn is not None:
+            on_turn(i, iteration)
+        back.set(), wait_turn(i, iteration)
+
+    def work(i: int, cfg, run_dir: Path) -> None:
+        try:
+            wait_turn(i, 0)
+            out[i] = run(i, cfg, Path(run_dir), lambda j: pause(i, j))
+        except BaseException as e:  # noqa: BLE001 (raised in the calling thread)
+            failed.append(e)
+            out[i] = e
+        finally:
+            done.add(i), back.set()
+
+    for i, job in enumerate(jobs):
+        threading.Thread(target=work, args=(i, *job), daemon=True).start()
+    for turn in itertools.count():
+        if not (order := [i for i in range(len(jobs)) if i not in done]):
+            break
+        for i in order[::1 if turn % 2 == 0 else -1]:
+            go[i].set(), back.wait(), back.clear()
     if failed and not keep_going:
         raise failed[0]
     return out
