@@ -76,7 +76,7 @@ def compare_load(run: dict | None, base: dict | None) -> tuple[float, bool | Non
             notes.append(f"{what}: {a} (run), {b} (baseline)")
     mine_turns, their_turns = run.get("turns") or 1, base.get("turns") or 1  # None: not taking turns
     if mine_turns != their_turns:
-        notes.append(f"runs taking turns in its process: {mine_turns} (run), {their_turns} (baseline)")
+        notes.append(f"runs taking turns (a process each): {mine_turns} (run), {their_turns} (baseline)")
     notes.append(NOT_IN_TURNS)  # same_round said no
     return gap, True, "; ".join(notes)
 

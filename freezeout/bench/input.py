@@ -30,6 +30,7 @@ Options (bench.KEY=VALUE):
 """
 from __future__ import annotations
 
+import functools
 import statistics
 import sys
 import tempfile
@@ -43,7 +44,7 @@ from omegaconf import OmegaConf
 
 from ..errors import ConfigError
 from .settings import compose_run, pct, run_command, say
-from .turns import take_turns
+from .turns import take_turns, train_in_turn
 
 STREAMED = ["data=image_folder", "data.name=folder", "data.loader=stream", "predict_time=true",
             "predict_time_share=1.0", "log_every=50"]
@@ -86,18 +87,14 @@ def train_round(jobs: dict[str, tuple], turns: str) -> tuple[dict, list[str]]:
     if turns == "none":
         return {k: train(*jobs[k]) for k in labels}, [f"{k}:all" for k in labels]
     order: list[str] = []
+    epochs_done = [0] * len(labels)  # a fresh run hands over once per epoch: its n-th hand-over ends epoch n
 
-    def run(i: int, cfg, run_dir: Path, pause) -> object:
-        epochs_done = 0  # a fresh run pauses once per epoch, so its n-th hand-over ends epoch n
+    def on_turn(i: int, j: int) -> None:  # at the end of an epoch: its loader has nothing left to load
+        epochs_done[i] += 1
+        order.append(f"{labels[i]}:{epochs_done[i]}")
 
-        def hand_over(j: int) -> None:  # at the end of an epoch: its loader has nothing left to load
-            nonlocal epochs_done
-            epochs_done += 1
-            order.append(f"{labels[i]}:{epochs_done}")
-            pause(j)
-        return train(cfg, run_dir, pause=hand_over, pause_every="epoch")
-
-    return dict(zip(labels, take_turns([jobs[k] for k in labels], run=run))), order
+    run = functools.partial(train_in_turn, pause_every="epoch")
+    return dict(zip(labels, take_turns([jobs[k] for k in labels], run=run, on_turn=on_turn))), order
 
 
 def stage_steps(summary) -> dict:

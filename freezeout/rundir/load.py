@@ -4,14 +4,15 @@ A speedup measured against a baseline that trained while other work shared the m
 (a baseline slowed by the jobs beside it makes FreezeOut look faster). So every run records:
 
 - ``wall_seconds`` and ``cpu_seconds``: the span measured and this process's CPU time in it
-  (all its threads; under the turns launcher, the process trains the other runs of its round too);
+  (all its threads; under the turns launcher each run of a round has a process of its own, so
+  the round's other runs count as other work below);
 - ``machine_cpus`` and ``machine_busy_seconds``: the CPUs the kernel counts in ``/proc/stat``
   (the whole machine, not this process's affinity) and their busy time in the span, every
   process together; from them ``own_cpu_share`` and ``others_cpu_share``, this process's and
   everybody else's CPU time as a fraction of all the machine's CPU time in the span;
 - ``loadavg``: the 1-minute load average per CPU, mean of its value at the start and the end;
 - ``jobs_beside``, ``turns``, ``turns_group``: what the launcher says (environment variables
-  below): jobs of the same launch training at the same time, runs taking turns in this process
+  below): jobs of the same launch training at the same time, runs taking turns in this round
   and the id of that round (runs of one round trained under the same load by construction);
 - ``gpu_processes``: on a GPU, other processes holding it (NVML, when ``pynvml`` is installed).
 
@@ -24,7 +25,7 @@ import time
 from typing import Any
 
 JOBS_BESIDE_ENV = "FREEZEOUT_JOBS_BESIDE"  # jobs of this launch training at the same time as this one
-TURNS_ENV = "FREEZEOUT_TURNS"  # runs taking turns in this process (hydra/launcher=turns)
+TURNS_ENV = "FREEZEOUT_TURNS"  # runs taking turns in this round (hydra/launcher=turns)
 TURNS_GROUP_ENV = "FREEZEOUT_TURNS_GROUP"  # the id of that round
 PROC_STAT = "/proc/stat"
 #: Other work above this share of the machine's CPU time makes a measurement "busy": its seconds may

@@ -1,6 +1,7 @@
 """``hydra/launcher=turns``: each comparison group of a sweep (a baseline and the methods compared
-with it, one seed of one setting: ``groups.py``) trains in this process, its runs taking turns
-every ``turn_every`` iterations (``freezeout.bench.turns``), group after group, baseline first.
+with it, one seed of one setting: ``groups.py``) trains as one round, its runs taking turns every
+``turn_every`` iterations, each in a process of its own (``freezeout.bench.turns``; the job's side
+is ``turns_job.py``), group after group, baseline first.
 
 Runs that take turns train their iteration j at about the same moment, so a slow or fast spell of
 a shared machine falls on the run and its baseline alike, and each run records the same load as
@@ -14,11 +15,11 @@ others of its round train on. Ctrl-C stops every run of the round at its next tu
 # dataclasses cannot resolve string annotations. Nothing heavy at module level: Hydra imports
 # every plugin module at every start.
 
+import functools
 import logging
 import math
 import os
 import sys
-import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .groups import comparison_groups
 
-log = logging.getLogger("freezeout")  # the runs' logger: their lines are routed by thread
+log = logging.getLogger("freezeout")
 launch_log = logging.getLogger(__name__)
 
 
@@ -50,30 +51,6 @@ class TurnsLauncherConf:
 
 ConfigStore.instance().store(group="hydra/launcher", name="turns_schema", node=TurnsLauncherConf,
                              provider="freezeout")
-
-
-class _ThreadRouting(logging.Filter):
-    """Names each job's log lines (``[job N]``) by the thread that trains it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: Dict[int, str] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        name = self.names.get(record.thread)
-        if name is not None and not str(record.msg).startswith(f"[{name}]"):
-            record.msg = f"[{name}] {record.msg}"
-        return True
-
-
-class _ThreadFile(logging.FileHandler):
-    """``run.log`` of one job: the lines its own thread logs."""
-
-    def __init__(self, path: Path, ident: int, formatter: Optional[logging.Formatter]) -> None:
-        super().__init__(path)
-        self.ident = ident
-        self.setFormatter(formatter or logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
-        self.addFilter(lambda record: record.thread == self.ident)
 
 
 class TurnsLauncher(Launcher):
@@ -130,36 +107,26 @@ class TurnsLauncher(Launcher):
         return job
 
     def _train_round(self, jobs: List[Dict[str, Any]], group_id: str) -> None:
-        """Train the round's runs taking turns; fill in each job's return value."""
+        """Train the round's runs taking turns, each in a process of its own; fill in each job's
+        return value."""
         from freezeout.bench.turns import take_turns  # torch: only once a sweep runs
         from freezeout.rundir.load import JOBS_BESIDE_ENV, TURNS_ENV, TURNS_GROUP_ENV
         from freezeout.training.signals import StopRequest
+        from hydra_plugins.freezeout_launch.turns_job import file_free, record_result, train_job
 
-        configure_log(jobs[0]["logging"], jobs[0]["verbose"])  # the jobs' console format ...
+        configure_log(jobs[0]["logging"], jobs[0]["verbose"])  # this process's console, as the jobs'
         root = logging.getLogger()
-        formatter = None
-        for h in list(root.handlers):  # ... without the first job's run.log: each thread gets its own
+        for h in list(root.handlers):  # without the first job's run.log: each job writes its own
             if isinstance(h, logging.FileHandler):
-                formatter = h.formatter
                 root.removeHandler(h), h.close()
-        routing = _ThreadRouting()
-        log.addFilter(routing)
+        setup = {"logging": file_free(jobs[0]["logging"]), "numbers": [j["number"] for j in jobs],
+                 "turn_every": self.turn_every}
         os.environ.update({JOBS_BESIDE_ENV: "0", TURNS_ENV: str(len(jobs)), TURNS_GROUP_ENV: group_id})
-
-        def run(i: int, cfg: DictConfig, run_dir: Path, pause) -> Any:
-            routing.names[threading.get_ident()] = f"job {jobs[i]['number']}"
-            handler = _ThreadFile(run_dir / "run.log", threading.get_ident(), formatter)
-            root.addHandler(handler)
-            try:
-                return run_job_in_turn(cfg, run_dir, pause, stop, self.turn_every)
-            finally:
-                root.removeHandler(handler), handler.close()
-
-        try:
+        try:  # the jobs' processes inherit the environment
             with StopRequest() as stop:
-                results = take_turns([(j["cfg"], j["dir"]) for j in jobs], keep_going=True, run=run)
+                results = take_turns([(j["cfg"], j["dir"]) for j in jobs], keep_going=True,
+                                     run=functools.partial(train_job, setup), stop=lambda: stop.signame)
         finally:
-            log.removeFilter(routing)
             for key in (JOBS_BESIDE_ENV, TURNS_ENV, TURNS_GROUP_ENV):
                 os.environ.pop(key, None)
         for job, result in zip(jobs, results):
@@ -169,52 +136,3 @@ class TurnsLauncher(Launcher):
             log.error("%s: the round's runs stopped at their turn; to resume, re-launch the same sweep with the "
                       "same hydra.sweep.dir", stop.signame)
             sys.exit(130 if stop.signame == "SIGINT" else 143)
-
-
-def run_job_in_turn(cfg: DictConfig, run_dir: Path, pause, stop, turn_every: Optional[int] = None) -> Any:
-    """``train`` one job of a round, handing over at ``pause`` every ``turn_every`` iterations
-    (None: at its log points) and stopping there once ``stop()``
-    says so; records the load of the whole run when the trainer did not record its own."""
-    from freezeout.rundir.load import measure_load
-    from freezeout.rundir.records import FINAL_STATUSES, SUMMARY_FILE, RunSummary
-    from freezeout.training.signals import Interrupted
-    from freezeout.training.trainer import train
-
-    log.info("run directory: %s", run_dir)
-    try:
-        before = RunSummary.read(run_dir / SUMMARY_FILE)
-    except ValueError:
-        before = None
-
-    def hand_over(iteration: int) -> None:
-        if stop():
-            raise Interrupted(stop.signame, iteration, 0)
-        pause(iteration)
-
-    with measure_load(str(cfg.device)) as load:
-        summary = train(cfg, run_dir, pause=hand_over, pause_every=turn_every)
-    if summary.load is None and not (before is not None and before.status in FINAL_STATUSES):
-        summary.load = load.record()
-        summary.write(run_dir / SUMMARY_FILE)
-    return summary
-
-
-def record_result(cfg: DictConfig, run_dir: Path, result: Any) -> float:
-    """The job's return value (its final validation error, NaN unless completed), as run.py's;
-    a failure is logged and, where the trainer wrote no summary, recorded as run.py records it."""
-    from freezeout.rundir.lock import RunLocked
-    from freezeout.rundir.records import COMPLETED, FAILED, SUMMARY_FILE, RunSummary
-    from freezeout.training.signals import Interrupted
-
-    if not isinstance(result, BaseException):
-        err = result.final_val_err
-        return math.nan if err is None or result.status != COMPLETED else err
-    if isinstance(result, RunLocked):
-        log.warning("skipped: %s", result)
-    elif not isinstance(result, Interrupted):
-        log.error("run %s failed: %s: %s", run_dir, type(result).__name__, result)
-        if not (run_dir / SUMMARY_FILE).exists():
-            RunSummary(status=FAILED, error=f"{type(result).__name__}: {result}",
-                       config=OmegaConf.to_container(cfg, resolve=False)).write(run_dir / SUMMARY_FILE)
-    return math.nan
-

@@ -1,4 +1,4 @@
-"""Runs taking turns (freezeout.bench.turns): real tiny runs in one process hand over at their log
+"""Runs taking turns (freezeout.bench.turns): real tiny runs, each in a process of its own, hand over at their log
 points, as their CSV logs' wall times show, and compute exactly what they compute alone."""
 from __future__ import annotations
 
