@@ -37,7 +37,9 @@ def shipped_groups() -> dict[str, list[str]]:
 
 
 def describe_groups() -> list[str]:
-    """Lines listing the config groups and options: the shipped ones, then the user's own."""
+    """Lines listing the config groups and options: the shipped ones (with the named sweeps,
+    the launchers and the sweepers; the typed schema's ``schema/*`` entries are Hydra's, not
+    choices), then the user's own."""
     shipped = shipped_groups()
     width = max(map(len, shipped)) + 2
     lines = [f"config groups (choose with GROUP=OPTION; shipped in {config_dir()}):"]

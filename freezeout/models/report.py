@@ -1,24 +1,13 @@
-"""A model's layer groups and when each one freezes, without training:
-
-    python -m freezeout.groups model=torchvision model.name=resnet18 data=fashion_mnist
-    python -m freezeout.groups model=timm model.name=convnext_atto model.max_groups=6 t_0=0.5
-
-Takes the same Hydra overrides as ``run.py``, builds the model on the CPU and prints one row a
-group: index, name, parameters, share of the forward FLOPs, and the freezing time ``t_i``.
-Bad settings print one line and exit with status 2.
-"""
+"""A model's layer groups and when each one freezes, as a table: one row a group with its index,
+name, parameters, share of the forward FLOPs and freezing time ``t_i``. Printed by ``freezeout
+groups`` (:mod:`freezeout.cli.groups`) and at the start of every run."""
 from __future__ import annotations
 
-import logging
-import sys
 from dataclasses import dataclass
 from typing import Sequence
 
-import torch
 from torch import nn
 
-from ..freezing.rules import get_rule, run_schedule
-from ..speedup.formulas import flops_speedup
 from .flops import group_costs
 
 
@@ -57,48 +46,3 @@ def format_report(rows: Sequence[GroupRow], input_bound_from: int | None = None)
     elif input_bound_from is not None and input_bound_from <= len(rows):
         lines[input_bound_from] += "  <- input-bound once frozen: freezing later groups saves no time"
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print the report for the config ``run.py`` would compose from ``argv``; 2 on bad input."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from ..errors import ConfigError, one_line
-    from ..training.checks import validate
-    from .factory import build_run_model, describe
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        cfg = _compose(list(sys.argv[1:] if argv is None else argv))
-        cfg.device = "cpu"  # the report is about the model, wherever the run would train
-        checked = validate(cfg)
-        in_channels, size = checked.spec.in_channels, tuple(checked.spec.image_size)
-        model = build_run_model(cfg, torch.device("cpu"), checked.spec)
-        shape = (1, in_channels, *size)
-        ipe = checked.iterations_per_epoch
-        n = len(model.layer_groups())
-        times = run_schedule(cfg, n, ipe, cfg.epochs * ipe).times
-        rows = grouping_report(model, shape, times)
-    except (ConfigError, HydraException, OmegaConfBaseException) as e:
-        cause = f" ({e.__cause__})" if e.__cause__ is not None else ""
-        message = str(e) if isinstance(e, ConfigError) else one_line(e) + cause
-        print(f"error: {' '.join(message.split())}", file=sys.stderr)
-        return 2
-    speedup = flops_speedup([r.flops_share for r in rows], times)  # only the shares matter
-    how = getattr(model, "grouping", "declared by the model")
-    when = "decided during the run" if get_rule(cfg.strategy.name).adaptive else f"predicted speedup (flops) {speedup:.1%}"
-    print(f"{describe(cfg.model)} on {cfg.data.name} ({in_channels}x{size[0]}x{size[1]}): {len(rows)} layer "
-          f"groups ({how}); {cfg.strategy.name} t_0={cfg.t_0}: {when}")
-    print(format_report(rows))
-    return 0
-
-
-def _compose(overrides: list[str]):
-    from ..config import compose_config
-
-    return compose_config(*overrides)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
