@@ -194,3 +194,13 @@ def _records(run_dir: Path) -> list[dict]:
 def _epochs(project: Path) -> list[int]:
     found = list((project / "outputs").rglob("metrics.jsonl")) if (project / "outputs").exists() else []
     return [r["epoch"] for r in _records(found[0].parent)] if found else []
+
+
+def test_input_shape_without_the_batch_dimension_is_one_line(folder):
+    script = ("import torch, freezeout, mynet\n"
+              "freezeout.FreezeController(mynet.build(3, 1), lambda g: torch.optim.SGD(g, lr=0.1), 100,"
+              " input_shape=(1, 28, 28))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True, text=True, timeout=300)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "ModelBuildError" in last, proc.stderr[-2000:]
+    assert "(1, 28, 28)" in last and "batch dimension: (1, C, H, W)" in last
