@@ -24,7 +24,10 @@ class ModelBuildError(ConfigError):
 def build_timm(name: str, num_classes: int, in_channels: int, pretrained: bool = False,
                kwargs: Mapping[str, Any] | None = None) -> nn.Module:
     """``timm.create_model(name, pretrained, num_classes, in_chans, **kwargs)``."""
-    import timm
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError("model=timm needs timm: pip install 'freezeout[timm]'") from None
 
     kwargs = dict(kwargs or {})
     if not timm.is_model(name):

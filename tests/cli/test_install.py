@@ -19,7 +19,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "setup.py", "README.md", "freezeout", "analysis", "hydra_plugins", "conf", "sweeps")
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "freezeout", "analysis", "hydra_plugins", "conf", "sweeps",
+           "examples")
 MYNET = '''from torch import nn
 
 
@@ -90,6 +91,8 @@ def test_the_wheel_ships_every_module_and_config(wheel):
     assert modules and modules <= names
     assert len(configs) > 30 and configs <= names
     assert "freezeout/conf/config.yaml" in names and "freezeout/sweeps/strategies.yaml" in names
+    examples = {f"freezeout/{p.relative_to(src).as_posix()}" for p in (src / "examples").glob("*.py")}
+    assert "freezeout/examples/plain_pytorch.py" in examples and examples <= names  # shipped, to copy
     entry_points = zipfile.ZipFile(whl).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "freezeout = freezeout.cli:main" in entry_points
     top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
@@ -119,6 +122,8 @@ def test_help_lists_the_commands_and_the_shipped_groups(venv, project):
 def test_a_copied_config_edited_and_selected_with_config_dir(venv, project, fmnist_root):
     copied = command(venv, "freezeout", "config", "cp", "model/timm", "myconf/model/mine.yaml", cwd=project)
     assert copied.returncode == 0, copied.stderr
+    example = command(venv, "freezeout", "config", "cp", "examples/plain_pytorch", "loop.py", cwd=project)
+    assert example.returncode == 0 and "FreezeController" in (project / "loop.py").read_text(), example.stderr
     mine = project / "myconf" / "model" / "mine.yaml"
     mine.write_text(mine.read_text().replace("name: ???", "name: test_resnet  # "))
     proc = command(venv, "freezeout", "train", "--config-dir", "myconf", "model=mine", "data=fashion_mnist",
