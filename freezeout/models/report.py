@@ -22,10 +22,31 @@ class GroupRow:
     t_i: float  # fraction of training after which the group freezes (1.0: never, the head)
 
 
+#: Short names of the layers a head holds (``6 (head: pool, flatten, fc)``); others: the class name.
+SHORT = {"Linear": "fc", "Flatten": "flatten", "Dropout": "dropout", "Identity": None}
+_KINDS = (("Pool", "pool"), ("Norm", "norm"), ("ReLU", "relu"), ("GELU", "gelu"), ("SiLU", "silu"))
+
+
+def head_label(group) -> str:
+    """The head's name with the layers it holds, so that pooling and flattening, which a head
+    often carries without parameters, are seen: ``6 (head: pool, flatten, fc)``."""
+    kinds = []
+    for module in group.modules():
+        if next(module.children(), None) is not None:  # containers: their layers are listed
+            continue
+        name = type(module).__name__
+        kind = SHORT.get(name, next((short for key, short in _KINDS if key in name), name.lower()))
+        if kind and (not kinds or kinds[-1] != kind):
+            kinds.append(kind)
+    return f"{group.name} (head: {', '.join(kinds)})" if len(kinds) > 1 else f"{group.name} (head)"
+
+
 def grouping_rows(groups: Sequence, costs: Sequence[float], times: Sequence[float]) -> list[GroupRow]:
-    """The report's rows from a model's groups, their forward FLOPs and the schedule's times."""
+    """The report's rows from a model's groups, their forward FLOPs and the schedule's times;
+    the head (last) is labelled with the layers it holds."""
     total = sum(costs) or 1.0
-    return [GroupRow(i, g.name, sum(p.numel() for p in g.parameters()), c / total, t)
+    last = len(groups) - 1
+    return [GroupRow(i, head_label(g) if i == last else g.name, sum(p.numel() for p in g.parameters()), c / total, t)
             for i, (g, c, t) in enumerate(zip(groups, costs, times))]
 
 

@@ -116,6 +116,9 @@ def test_train_plan_groups_analyze_from_a_folder_with_analysis_conf_data_models(
     run = freezeout("train", *args, "hydra.run.dir=outputs/one", cwd=folder)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads((folder / "outputs" / "one" / "summary.json").read_text())["status"] == "completed"
+    assert "data: fashion_mnist: 512 training, 200 validation images, 10 classes, 1x28x28, in memory" in run.stderr
+    assert run.stderr.count("layer groups (forward order)") == 1, run.stderr  # the groups' header once
+    assert "(head: pool, flatten, fc)" in run.stderr
     groups = freezeout("groups", *args, cwd=folder)
     assert groups.returncode == 0 and "layer groups" in groups.stdout, groups.stderr[-2000:]
     plan = freezeout("plan", "-m", *args, "strategy=none,cubic", cwd=folder)
