@@ -12,6 +12,7 @@ is the analysis package's), adds no import edge from the library to what it driv
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -25,6 +26,8 @@ COMMANDS = {
     "bench": ("freezeout.bench:cli", "the benchmark: predicted against measured speedups"),
     "config": ("freezeout.cli.configs:main", "copy a shipped config or sweep to edit: config cp NAME DEST"),
 }
+#: Hydra's own report of a config error, kept whole where this environment variable is set.
+FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
 #: Commands whose configs Hydra does not parse itself: ``--config-dir DIR`` is passed on for them.
 _COMPOSING = ("plan", "groups", "bench")
 
@@ -56,6 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if {"-h", "--help"} & set(rest) and name != "train" and command_help(name):  # train: freezeout.cli.train
         print(command_help(name))
         return 0
+    if name in ("plan", "bench") and not os.environ.get(FULL_ERROR_ENV):  # their overrides: Hydra's one line
+        from .hydraerrors import check_composes
+
+        line = check_composes(rest)
+        if line is not None:
+            print(line, file=sys.stderr)
+            return 2
     module, _, function = COMMANDS[name][0].partition(":")
     sys.argv = [f"freezeout {name}", *rest]
     status = getattr(importlib.import_module(module), function)()

@@ -47,6 +47,28 @@ def compose_error_line(error: BaseException, overrides: Sequence[str] = ()) -> s
     return None
 
 
+def check_composes(args: Sequence[str]) -> str | None:
+    """The ``error:`` line for the first of ``args``' plain overrides (not flags, not ``bench.*``,
+    not Hydra's own, one value each: a sweep's lists are left to the command) that the shipped
+    config cannot take; None when they compose. For commands that compose in their own way
+    (plan, bench), before they start."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from ..config import compose_config
+
+    plain = [a for a in args if "=" in a and not a.startswith(("-", "bench.", "hydra", "+hydra", "++hydra", "~hydra"))]
+    try:
+        parsed = OverridesParser.create().parse_overrides(plain)
+    except OverrideParseException as e:
+        return compose_error_line(e, plain)
+    single = [a for a, o in zip(plain, parsed) if not o.is_sweep_override()]
+    try:
+        compose_config(*single)
+    except Exception as e:  # noqa: BLE001 - anything else is the command's to report
+        return compose_error_line(e, single)
+    return None
+
+
 def _first_line(text: str) -> str:
     return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
 

@@ -90,7 +90,7 @@ def test_train_help_lists_the_groups_sweeps_launchers_and_sweepers_not_the_schem
     ("optimizer.lrr=0.1", ["optimizer.lrr=0.1", "no such key", "lr, momentum", "did you mean optimizer.lr"]),
 ])
 def test_a_config_hydra_cannot_compose_is_one_line_exit_2(folder, override, needles):
-    for command in ("train", "groups") if override == "strategy=cubci" else ("train",):
+    for command in ("train", "groups", "plan", "bench") if override == "strategy=cubci" else ("train",):
         line = one_error_line(freezeout(command, override, cwd=folder, timeout=120))
         for needle in needles:
             assert needle in line, (command, line)
@@ -103,6 +103,8 @@ def test_a_config_hydra_cannot_compose_is_one_line_exit_2(folder, override, need
 def test_a_sweep_with_a_bad_option_is_one_line_too(folder):
     line = one_error_line(freezeout("train", "-m", "strategy=linear,cubci", cwd=folder, timeout=120))
     assert "strategy=cubci" in line and "allowed:" in line
+    line = one_error_line(freezeout("plan", "-m", "strategy=none,cubic", "t_0=fast", cwd=folder, timeout=120))
+    assert line == "error: t_0=fast: t_0 needs a number (e.g. 0.5)"
 
 
 def test_a_missing_function_in_an_existing_module_is_named(folder, fmnist_root):
