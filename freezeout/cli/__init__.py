@@ -19,7 +19,7 @@ from typing import Sequence
 #: name -> (entry point "module:function", one line of help). Each entry point reads its arguments
 #: from ``sys.argv[1:]`` and returns an exit status (or None).
 COMMANDS = {
-    "train": ("freezeout.cli.train:main", "train one run, or a sweep with -m: train [-m] [KEY=VALUE ...]"),
+    "train": ("freezeout.cli.train:main", "train one run, or a sweep with -m: train [-m] [--resume] [KEY=VALUE ...]"),
     "plan": ("freezeout.plan.sweep:main", "what a sweep will run and its predicted time: plan [-m] KEY=A,B ..."),
     "groups": ("freezeout.cli.groups:main", "a model's layer groups, FLOPs and freezing times: groups KEY=VALUE"),
     "analyze": ("freezeout.analysis.__main__:main", "pair runs with their baselines, tables and plots: analyze DIR"),

@@ -114,7 +114,7 @@ def run(cfg: DictConfig) -> float:
         return math.nan
     except Interrupted as e:  # the checkpoint is saved: say how to go on, stop (a sweep too)
         again = "re-launch the same sweep with the same hydra.sweep.dir" if in_sweep else \
-            f"run the same command with {RESUME_FLAG} (or hydra.run.dir={run_dir})"
+            f"run the same command with hydra.run.dir={run_dir}, or with {RESUME_FLAG}"
         _exit(f"{e}: {run_dir} is saved; to resume, {again}", 130 if e.signame == "SIGINT" else 143)
     except Exception as e:
         if cfg.debug:
