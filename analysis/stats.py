@@ -25,6 +25,7 @@ paired differences and the seed-to-seed variation of the baseline cancels out of
 from __future__ import annotations
 
 import math
+import warnings
 from statistics import NormalDist
 from typing import Any, Iterable
 
@@ -69,7 +70,7 @@ def paired_differences(a: dict[Any, float], b: dict[Any, float]) -> list[float]:
 def paired_t_power(n: int, std: float, delta: float = DELTA, alpha: float = ALPHA) -> float:
     """Power of a two-sided paired t-test with ``n`` pairs whose differences spread by ``std`` to
     detect a mean difference ``delta``."""
-    from scipy import stats as st  # only here: the rest of the analysis needs no scipy
+    from scipy import stats as st  # only here: the rest of the analysis needs no scipy (seeds_needed)
 
     df = n - 1
     crit = st.t.ppf(1 - alpha / 2, df)
@@ -88,6 +89,11 @@ def seeds_needed(std: float, delta: float = DELTA, alpha: float = ALPHA, power: 
     # The normal approximation's n is a lower bound for the t-test's: start there, walk up.
     z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
     n = max(2, math.floor((z * std / delta) ** 2))
+    try:
+        import scipy  # noqa: F401 - the noncentral t of paired_t_power
+    except ImportError:  # an optional extra: the rest of the report stands without it
+        warnings.warn("seeds needed not computed: it needs scipy: pip install 'freezeout[stats]'", stacklevel=2)
+        return math.nan
     while n <= MAX_SEEDS:
         if paired_t_power(n, std, delta, alpha) >= power:
             return float(n)

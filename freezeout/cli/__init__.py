@@ -12,19 +12,22 @@ is the analysis package's), adds no import edge from the library to what it driv
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Sequence
 
 #: name -> (entry point "module:function", one line of help). Each entry point reads its arguments
 #: from ``sys.argv[1:]`` and returns an exit status (or None).
 COMMANDS = {
-    "train": ("freezeout.cli.train:main", "train one run, or a sweep with -m: train [-m] [KEY=VALUE ...]"),
+    "train": ("freezeout.cli.train:main", "train one run, or a sweep with -m: train [-m] [--resume] [KEY=VALUE ...]"),
     "plan": ("freezeout.plan.sweep:main", "what a sweep will run and its predicted time: plan [-m] KEY=A,B ..."),
-    "groups": ("freezeout.models.report:main", "a model's layer groups, FLOPs and freezing times: groups KEY=VALUE"),
+    "groups": ("freezeout.cli.groups:main", "a model's layer groups, FLOPs and freezing times: groups KEY=VALUE"),
     "analyze": ("freezeout.analysis.__main__:main", "pair runs with their baselines, tables and plots: analyze DIR"),
     "bench": ("freezeout.bench:cli", "the benchmark: predicted against measured speedups"),
     "config": ("freezeout.cli.configs:main", "copy a shipped config or sweep to edit: config cp NAME DEST"),
 }
+#: Hydra's own report of a config error, kept whole where this environment variable is set.
+FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
 #: Commands whose configs Hydra does not parse itself: ``--config-dir DIR`` is passed on for them.
 _COMPOSING = ("plan", "groups", "bench")
 
@@ -42,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}; allowed: {', '.join(COMMANDS)} (freezeout --help)", file=sys.stderr)
         return 2
+    from .helptext import command_help
     from .project import use_launch_dir, use_shipped_configs
 
     use_shipped_configs()
@@ -49,8 +53,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name in _COMPOSING:
         from .project import take_config_dir
 
-        rest = take_config_dir(rest)
+        rest = take_config_dir(rest)  # before the help: it lists the configs of --config-dir too
         if rest is None:
+            return 2
+    if {"-h", "--help"} & set(rest) and name != "train" and command_help(name):  # train: freezeout.cli.train
+        print(command_help(name))
+        return 0
+    if name in ("plan", "bench") and not os.environ.get(FULL_ERROR_ENV):  # their overrides: Hydra's one line
+        from .hydraerrors import check_composes
+
+        line = check_composes(rest)
+        if line is not None:
+            print(line, file=sys.stderr)
             return 2
     module, _, function = COMMANDS[name][0].partition(":")
     sys.argv = [f"freezeout {name}", *rest]

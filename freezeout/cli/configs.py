@@ -2,7 +2,8 @@
 and ``freezeout config cp NAME DEST`` to copy one into the user's project to edit.
 
 NAME is a config's path in the shipped ``conf/`` without ``.yaml`` (``model/timm``, ``config``,
-``hydra/launcher/slurm``) or a named sweep (``sweeps/strategies``).
+``hydra/launcher/slurm``), a named sweep (``sweeps/strategies``) or an example script
+(``examples/plain_pytorch``: FreezeOut in your own loop; ``examples/custom_model``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from hydra_plugins.freezeout_launch.searchpath import project_config_dirs
 
 from ..config import config_dir, config_root
 
-USAGE = "freezeout config cp NAME DEST [--force]   (NAME: e.g. model/timm, sweeps/strategies; see freezeout --help)"
+USAGE = ("freezeout config cp NAME DEST [--force]   (NAME: e.g. model/timm, sweeps/strategies, examples/plain_pytorch; "
+         "see freezeout --help)")
 
 
 def groups_in(folder: Path) -> dict[str, list[str]]:
@@ -37,12 +39,15 @@ def shipped_groups() -> dict[str, list[str]]:
 
 
 def describe_groups() -> list[str]:
-    """Lines listing the config groups and options: the shipped ones, then the user's own."""
+    """Lines listing the config groups and options: the shipped ones (with the named sweeps,
+    the launchers and the sweepers; the typed schema's ``schema/*`` entries are Hydra's, not
+    choices), then the user's own."""
     shipped = shipped_groups()
     width = max(map(len, shipped)) + 2
     lines = [f"config groups (choose with GROUP=OPTION; shipped in {config_dir()}):"]
     lines += [f"  {group:<{width}}{' '.join(options)}" for group, options in sorted(shipped.items())]
-    lines += ["  (sweeps: -m sweeps=NAME; presets: experiment=NAME; copy one to edit: freezeout config cp GROUP/OPTION DEST)"]
+    lines += ["  (sweeps: -m sweeps=NAME; presets: experiment=NAME; copy one to edit: freezeout config cp GROUP/OPTION DEST)",
+              f"examples (your own loop; copy one: freezeout config cp examples/NAME DEST): {' '.join(shipped_examples())}"]
     for folder in project_config_dirs(config_dir()):
         own = groups_in(folder)
         lines += ["", f"your configs ({folder}):"]
@@ -50,10 +55,18 @@ def describe_groups() -> list[str]:
     return lines
 
 
+def shipped_examples() -> list[str]:
+    """The example scripts shipped with the package (``plain_pytorch``, ...)."""
+    return sorted(p.stem for p in (config_root() / "examples").glob("*.py") if not p.stem.startswith("_"))
+
+
 def shipped_file(name: str) -> Path | None:
-    """The shipped yaml called ``name`` (``model/timm``, ``sweeps/strategies``), or None."""
+    """The shipped yaml called ``name`` (``model/timm``, ``sweeps/strategies``) or example
+    (``examples/plain_pytorch``), or None."""
     name = name.removesuffix(".yaml").strip("/")
-    if name.startswith("sweeps/"):
+    if name.startswith("examples/"):
+        path = config_root() / f"{name.removesuffix('.py')}.py"
+    elif name.startswith("sweeps/"):
         path = config_root() / f"{name}.yaml"
     else:
         path = config_dir() / f"{name}.yaml"
@@ -66,6 +79,7 @@ def copy_config(name: str, dest: str | Path, force: bool = False) -> Path:
     source = shipped_file(name)
     if source is None:
         options = [f"{g}/{o}" for g, opts in sorted(shipped_groups().items()) for o in opts]
+        options += [f"examples/{e}" for e in shipped_examples()]
         raise ValueError(f"no shipped config {name!r}; allowed: config, {', '.join(options)}")
     into = str(dest).endswith(("/", "\\"))  # before Path() drops the slash
     dest = Path(dest)
@@ -80,6 +94,8 @@ def copy_config(name: str, dest: str | Path, force: bool = False) -> Path:
 
 def selection_hint(dest: Path) -> str:
     """How to select a config copied to ``dest`` (``GROUP/OPTION.yaml`` under a config folder)."""
+    if dest.suffix == ".py":  # an example: a script
+        return f"run it with python {dest}"
     group, option, folder = dest.parent.name, dest.stem, dest.parent.parent
     select = f"-m sweeps={option}" if group == "sweeps" else f"{group}={option}"
     where = "found in ./conf" if folder.resolve() == Path("conf").resolve() else f"with --config-dir {folder}"

@@ -3,6 +3,7 @@
     freezeout train strategy=cubic t_0=0.8
     freezeout train -m strategy=linear,squared,cubic t_0=0.5,0.8 seed=0,1
     freezeout train -m sweeps=strategies
+    freezeout train --resume strategy=cubic t_0=0.8     # go on with the latest interrupted run of it
 
 A Hydra app on the shipped configs: Hydra's flags work as they do for any Hydra app (``-m``,
 ``--cfg job``, ``--config-dir DIR``, ``hydra/launcher=parallel``, ``hydra.run.dir=...``).
@@ -10,6 +11,11 @@ A Hydra app on the shipped configs: Hydra's flags work as they do for any Hydra 
 One run on several processes: ``torchrun --nproc_per_node=N -m freezeout train ...`` (one process
 group for the launch, joined before Hydra starts, so that every process writes into rank 0's run
 directory), or ``-m hydra/launcher=slurm_ddp`` (each job on nodes x tasks_per_node processes).
+
+``--resume`` (:mod:`freezeout.cli.resume`) goes on with the latest unfinished run of the same
+config under ``./outputs``; without it, a run that finds one says so before it starts anew.
+``--help`` lists the config groups. A config Hydra cannot compose (an unknown option or key, a
+value of the wrong type) ends in one ``error:`` line, exit status 2 (:mod:`freezeout.cli.hydraerrors`).
 
 Returns the final validation error as the objective, for Hydra's sweepers. Invalid settings exit
 with one line naming the key and the allowed values (``debug=true`` shows the traceback); in a
@@ -36,7 +42,10 @@ from hydra_plugins.freezeout_launch.placement import apply_job_placement, regist
 from ..config import config_dir, register_configs
 from ..errors import ConfigError
 from ..rundir.records import COMPLETED, DIVERGED, FAILED, SUMMARY_FILE, RunSummary
+from .helptext import command_help
+from .hydraerrors import one_line_compose_errors
 from .project import use_launch_dir, use_shipped_configs
+from .resume import RESUME_FLAG, resume_overrides
 
 log = logging.getLogger("freezeout")
 #: The Hydra callback (conf/config.yaml) that counts a sweep's failed and diverged runs.
@@ -53,6 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     use_shipped_configs()
     use_launch_dir()
     register_configs()  # again, now that the launch folder is importable: its freezeout_rules/ too
+    if {"-h", "--help"} & set(argv):
+        print(command_help("train"))
+        return 0
+    argv = resume_overrides(argv)  # --resume: the run directory of the run to go on with
+    if argv is None:
+        return 2
     # One id per launch, inherited by launcher worker processes: output directories of two
     # launches in the same second cannot collide.
     launch_id = time.strftime("%Y-%m-%d/%H-%M-%S") + f"-{os.getpid()}"
@@ -60,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         launch_id, argv = _join_torchrun(launch_id, argv)
     os.environ["FREEZEOUT_LAUNCH_ID"] = launch_id
     sys.argv = [sys.argv[0], *argv]  # Hydra reads its command line there
-    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(run)()
+    with one_line_compose_errors():
+        hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(run)()
     # A sweep in which runs failed or diverged: say so, to scripts too.
     return 1 if getattr(get_class(STATUS_CALLBACK), "problems", None) else 0
 
@@ -99,7 +115,7 @@ def run(cfg: DictConfig) -> float:
         return math.nan
     except Interrupted as e:  # the checkpoint is saved: say how to go on, stop (a sweep too)
         again = "re-launch the same sweep with the same hydra.sweep.dir" if in_sweep else \
-            f"run the same command with hydra.run.dir={run_dir}"
+            f"run the same command with hydra.run.dir={run_dir}, or with {RESUME_FLAG}"
         _exit(f"{e}: {run_dir} is saved; to resume, {again}", 130 if e.signame == "SIGINT" else 143)
     except Exception as e:
         if cfg.debug:

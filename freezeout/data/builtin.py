@@ -9,6 +9,7 @@ statistics of each full training set.
 from __future__ import annotations
 
 import gzip
+import logging
 import pickle
 import shutil
 import struct
@@ -21,6 +22,9 @@ from .common import DatasetSpec, Raw, check_val_size, root_of, wanted_channels, 
 from .store import empty_images
 
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: What a download fetches and what it takes once unpacked (MB), said before it starts.
+SIZES_MB = {"fashion_mnist": (31, 55), "cifar10": (170, 185), "cifar100": (169, 184)}
+log = logging.getLogger("freezeout")
 
 # name: (classes, channels, side in pixels, official train and test sizes, mean, std)
 BUILTIN = {
@@ -125,6 +129,9 @@ def _cifar_arrays(name: str, root: Path, train: bool, download: bool) -> tuple[n
                 f"{name} is not in data.root={str(root)!r} and data.download=false: put the "
                 f"extracted '{cls.base_folder}' folder there, or allow the download"
             )
+        fetch, unpacked = SIZES_MB[name]
+        log.info("%s is not in %s: downloading %d MB (%d MB unpacked) into %s", name, root, fetch, unpacked,
+                 root.resolve())
         try:
             cls(str(root), train=train, download=True)
         except Exception as e:  # network errors come in many types
@@ -165,7 +172,10 @@ def provide_fashion_mnist(root: Path, download: bool) -> None:
     files = [Path(url).name[: -len(".gz")] for url, _ in torchvision.datasets.FashionMNIST.resources]
     if all((raw / f).exists() for f in files):
         return
+    fetch, unpacked = SIZES_MB["fashion_mnist"]
     if download:
+        log.info("fashion_mnist is not in %s: downloading %d MB (%d MB unpacked) into %s", root, fetch, unpacked,
+                 raw.resolve())
         try:
             torchvision.datasets.FashionMNIST(str(root), download=True)
             return
@@ -177,6 +187,8 @@ def provide_fashion_mnist(root: Path, download: bool) -> None:
             f"copy {SYSTEM_FASHION_MNIST} is missing: install it with "
             "'apt-get install dataset-fashion-mnist' (Debian/Ubuntu)"
         )
+    log.info("unpacking the system's Fashion-MNIST (%s, %d MB unpacked) into %s", SYSTEM_FASHION_MNIST, unpacked,
+             raw.resolve())
     raw.mkdir(parents=True, exist_ok=True)
     for f in files:
         # Debian recompressed these gzips, so torchvision's md5 check would reject them: unpack.

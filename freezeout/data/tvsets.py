@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,8 @@ from ..errors import ConfigError
 from .common import DatasetSpec, Raw, check_memory, check_val_size, fixed_order, root_of, wanted_channels, wanted_size
 from .images import channels_of, check_same_size, to_array
 from .store import empty_images
+
+log = logging.getLogger("freezeout")
 
 # Modules (and classes) of torchvision.datasets whose targets are not one class per image.
 _NOT_CLASSIFICATION_MODULES = {"_stereo_matching", "_optical_flow", "coco", "flickr", "sbu", "voc", "cityscapes",
@@ -154,6 +158,9 @@ def construct(cls: type, opts, train: bool):
     if not opts.download:
         raise ConfigError(f"{name} is not in data.root={str(root)!r} and data.download=false ({_line(first)}): "
                           "put it there, or allow the download") from None
+    # torchvision knows each dataset's files, not their sizes: say where, and what to expect
+    log.info("%s is not in %s: torchvision downloads it into %s (its size: torchvision's documentation of %s; "
+             "data.download=false refuses)", name, root, Path(str(root)).resolve(), name)
     try:
         return _call(cls, args, call, download=True)
     except _Missing as e:

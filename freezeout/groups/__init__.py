@@ -1,2 +1,2 @@
-"""``python -m freezeout.groups``: the layer-groups report (kept as a command of its own; the
-report itself is :mod:`freezeout.models.report`)."""
+"""``python -m freezeout.groups``: the layer-groups report, as ``freezeout groups`` (the command is
+:mod:`freezeout.cli.groups`, the table :mod:`freezeout.models.report`)."""

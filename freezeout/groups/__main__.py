@@ -1,6 +1,6 @@
-"""``python -m freezeout.groups``."""
+"""``python -m freezeout.groups``: ``freezeout groups``."""
 import sys
 
-from ..models.report import main
+from ..cli.groups import main
 
 sys.exit(main())

@@ -12,6 +12,11 @@ freezes the groups whose time has come. The run's length is Lightning's own esti
 counted). Layer groups are found by tracing one input of ``input_shape``, or of the module's
 ``example_input_array``, unless given as ``groups``. Resuming from a Lightning checkpoint restores
 the frozen prefix (the callback's state) and the optimizer (Lightning's).
+
+What it does is said through Lightning: the layer groups and when each freezes once fitting
+starts, and each freezing event as it happens, as rank-zero info lines (Lightning's console
+logger); the number of frozen groups is logged as ``freezeout/frozen_groups`` with
+``LightningModule.log``, so every Lightning logger (TensorBoard, CSV, ...) records it.
 """
 from __future__ import annotations
 
@@ -20,9 +25,11 @@ from typing import Any, Sequence
 
 try:
     import lightning.pytorch as pl
+    from lightning.pytorch.utilities import rank_zero_info
 except ImportError:  # the older package name, else say how to install it
     try:
         import pytorch_lightning as pl
+        from pytorch_lightning.utilities import rank_zero_info
     except ImportError:
         raise ImportError("freezeout.integrations.lightning needs Lightning: pip install 'freezeout[lightning]'") from None
 
@@ -42,6 +49,7 @@ class FreezeOutCallback(pl.Callback):
         self.rule, self.groups, self.input_shape, self.settings = rule, groups, input_shape, settings
         self.controller: FreezeController | None = None
         self._restored: dict | None = None  # a checkpoint's state, loaded before fitting starts
+        self._frozen = 0  # groups frozen when last said
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         configured = _one_optimizer(trainer)
@@ -59,12 +67,21 @@ class FreezeOutCallback(pl.Callback):
         trainer.strategy.optimizers = [self.controller.optimizer]
         if self._restored is not None:  # before Lightning loads the optimizer's state into it
             self.controller.load_state_dict(self._restored)
+        self._frozen = self.controller.num_frozen
+        rank_zero_info(describe_groups(self.controller))
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
         # One controller step per optimizer step (fewer than batches under gradient accumulation).
         while self.controller.iteration < trainer.global_step:
             self.controller.step()
+        frozen = self.controller.num_frozen
+        for i in range(self._frozen, frozen):  # the groups that froze at this step
+            rank_zero_info(f"FreezeOut: froze layer group {i} ({self.controller.groups[i].name}) at step "
+                           f"{self.controller.iteration} of {self.controller.total_steps}; {frozen} of "
+                           f"{len(self.controller.groups)} frozen")
+        self._frozen = frozen
+        pl_module.log("freezeout/frozen_groups", float(frozen), on_step=True, on_epoch=False)
 
     def state_dict(self) -> dict:
         """The frozen prefix and the step count; Lightning checkpoints the optimizer itself."""
@@ -74,6 +91,21 @@ class FreezeOutCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._restored = state_dict or None
+
+
+def describe_groups(controller: FreezeController) -> str:
+    """The layer groups and the step each freezes at (an adaptive rule's: decided as it runs)."""
+    from ..freezing.rules import get_rule
+
+    adaptive = get_rule(controller.rule).adaptive
+    lines = [f"FreezeOut {controller.rule} ({', '.join(f'{k}={v}' for k, v in controller.settings.items())}): "
+             f"{len(controller.groups)} layer groups over {controller.total_steps} steps"]
+    for i, group in enumerate(controller.groups):
+        at = controller.freeze_at[i] if not adaptive and i < len(controller.freeze_at) else None
+        when = ("decided during the run" if adaptive else "never (the head)" if i == len(controller.groups) - 1
+                or at is None or at >= controller.total_steps else f"freezes at step {at}")
+        lines.append(f"  {i}  {group.name}: {sum(p.numel() for p in group.parameters()):,} params, {when}")
+    return "\n".join(lines)
 
 
 def _one_optimizer(trainer: pl.Trainer):

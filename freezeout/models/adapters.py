@@ -107,6 +107,9 @@ def adapt_stem(net: nn.Module, in_channels: int, image_size: Sequence[int]) -> s
 
 
 def _input_hint(input_shape: Sequence[int], error: Exception) -> str:
+    if len(input_shape) != 4:  # e.g. (1, 28, 28): an image without its batch dimension
+        return (f"the model fails on an input of shape {tuple(input_shape)} ({one_line(error, 200)}); "
+                "input_shape is one input with its batch dimension: (1, C, H, W), e.g. (1, 1, 28, 28)")
     c, h, w = input_shape[1:]
     return (f"the model fails on the data's {c}x{h}x{w} inputs ({one_line(error, 250)}); size-dependent "
             f"models take their size in model.kwargs, e.g. model.kwargs={{img_size:{h},patch_size:4}} "

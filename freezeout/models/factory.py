@@ -47,7 +47,6 @@ def build_run_model(cfg: DictConfig, device: torch.device, spec: DatasetSpec | N
         model = build_external(cfg.model, num_classes, in_channels, image_size)
         for note in model.notes:
             log.info("%s: %s", describe(cfg.model), note)
-        log.info("%s: %d layer groups (%s)", describe(cfg.model), len(model.specs), model.grouping)
     init_weights(model, cfg.model)  # model.init: start from saved weights
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model

@@ -24,7 +24,10 @@ class ModelBuildError(ConfigError):
 def build_timm(name: str, num_classes: int, in_channels: int, pretrained: bool = False,
                kwargs: Mapping[str, Any] | None = None) -> nn.Module:
     """``timm.create_model(name, pretrained, num_classes, in_chans, **kwargs)``."""
-    import timm
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError("model=timm needs timm: pip install 'freezeout[timm]'") from None
 
     kwargs = dict(kwargs or {})
     if not timm.is_model(name):
@@ -71,6 +74,24 @@ def build_torchvision(name: str, num_classes: int, kwargs: Mapping[str, Any] | N
                               f"{one_line(e)}") from None
 
 
+def _missing_in_module(target: str) -> str | None:
+    """The message for a ``target`` whose module imports but lacks the name (a typo in the
+    function's name, not in the module's); None otherwise."""
+    import importlib
+
+    module_name, _, attr = target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name) if module_name else None
+    except Exception:  # the module itself is the problem: the general message says so
+        return None
+    if module is None or hasattr(module, attr):
+        return None
+    names = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                   and getattr(v, "__module__", None) == module.__name__)
+    return (f"model._target_={target!r}: module {module_name!r} ({getattr(module, '__file__', '?')}) has no "
+            f"{attr!r}; its functions and classes: {', '.join(names) or '(none)'}")
+
+
 def build_custom(target: str, kwargs: Mapping[str, Any], num_classes: int, in_channels: int) -> nn.Module:
     """The user's model, the Hydra way: ``instantiate({_target_: target, **kwargs})``, with
     ``num_classes`` and ``in_channels`` passed where the builder's signature names them."""
@@ -80,7 +101,8 @@ def build_custom(target: str, kwargs: Mapping[str, Any], num_classes: int, in_ch
         with _quiet("hydra.utils"):  # it would log the failure once more, over several lines
             builder = get_object(target)
     except Exception as e:
-        raise ConfigError(f"model._target_={target!r} cannot be imported ({one_line(e.__cause__ or e, 200)}); give "
+        raise ConfigError(_missing_in_module(target) or
+                          f"model._target_={target!r} cannot be imported ({one_line(e.__cause__ or e, 200)}); give "
                           "package.module.Name of a class or function that returns an nn.Module, importable "
                           "from where you launch") from None
     for key in ("num_classes", "in_channels"):

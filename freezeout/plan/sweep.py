@@ -51,11 +51,11 @@ from .steptimes import (
     write_step_times,
 )
 
-USAGE = "python -m freezeout.plan [-m] [--step-times FILE] [--save-step-times FILE] OVERRIDES..."
+USAGE = "freezeout plan [-m] [--step-times FILE] [--save-step-times FILE] OVERRIDES..."
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m freezeout.plan", usage=USAGE, description="What a sweep will "
+    parser = argparse.ArgumentParser(prog="freezeout plan", usage=USAGE, description="What a sweep will "
                                      "run: its jobs, their status in the sweep dir and predicted training time.")
     parser.add_argument("-m", "--multirun", action="store_true", help="accepted and ignored (a plan is of a sweep)")
     parser.add_argument("--step-times", metavar="FILE", help="step times written by --save-step-times: measure nothing")

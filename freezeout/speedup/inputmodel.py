@@ -112,8 +112,9 @@ def measure_input(cfg, data, step_times, times: Sequence[float] | None, total_it
     if times is not None:
         info["compute_only_speedup"] = time_speedup(compute, times, events, total_iters)
         info["input_aware_speedup"] = time_speedup(aware, times, events, total_iters)
-    log.info("input: the loader gives %.0f images/s (%d workers%s): %.4f s a step against %.4f s of computation "
-             "unfrozen; %s", rate * world, cfg.data.workers, f" x {world} processes" if world > 1 else "", per_step,
+    log.info("input: the loader gives %.0f images/s (%d worker%s%s): %.4f s a step against %.4f s of computation "
+             "unfrozen; %s", rate * world, cfg.data.workers, "" if cfg.data.workers == 1 else "s",
+             f" x {world} processes" if world > 1 else "", per_step,
              compute[min(compute)], describe(info))
     return (aware, events), info
 

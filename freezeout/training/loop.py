@@ -32,7 +32,7 @@ from ..freezing.controller import FreezeOut
 from ..rundir.checkpoint import CHECKPOINT_FILE, restore_rng_state, rng_state, save_checkpoint
 from ..rundir.records import METRICS_FILE, RunSummary, append_metrics
 from .devices import peak_memory_mb
-from .progress import Progress
+from .progress import Progress, run_label
 from .signals import Interrupted
 from .step import TrainStep, add_stage, evaluate, run_iterations
 
@@ -157,7 +157,7 @@ def train_epochs(run: Run, state: LoopState, summary: RunSummary, partial: Parti
     total = controller.schedule.total_iters
     epochs, n = math.ceil(total / ipe), len(controller.groups)
     main = distributed.is_main()
-    progress = Progress(total, state.iteration, cfg.progress and main, f"{cfg.strategy.name} t_0={cfg.t_0}",
+    progress = Progress(total, state.iteration, cfg.progress and main, run_label(cfg.strategy.name, cfg.t_0),
                         cfg.batch_size)
     if state.loader and state.loader != data.loader:
         raise ConfigError(f"the checkpoint in {run_dir} was trained with data.loader={state.loader}; this run would "

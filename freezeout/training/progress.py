@@ -12,6 +12,14 @@ from tqdm import tqdm
 log = logging.getLogger("freezeout")
 
 
+def run_label(strategy: str, t_0: float) -> str:
+    """How progress lines name a run: its rule, with ``t_0`` where the rule reads it (the
+    baseline ``none`` has no t_0, whatever the sweep sets)."""
+    from ..freezing.rules import get_rule
+
+    return strategy if "t_0" in get_rule(strategy).unread else f"{strategy} t_0={t_0}"
+
+
 class Progress:
     """Shows how far a run is; ``update`` is called at the loop's host syncs and epoch ends."""
 

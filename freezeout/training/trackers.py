@@ -17,6 +17,7 @@ attempt's metrics after the checkpoint (MLflow cannot delete them).
 from __future__ import annotations
 
 import csv
+import importlib.util
 import logging
 import math
 import os
@@ -45,14 +46,29 @@ def is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+#: Logger -> the package it needs, installed by the extra of the same name (pyproject.toml).
+NEEDS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
+
+
 def check_loggers(logger_cfg) -> None:
-    """Unknown loggers or settings (``+logger.wandb.x=1``) are a ConfigError."""
+    """Unknown loggers or settings (``+logger.wandb.x=1``), or a logger whose package is not
+    installed (``pip install 'freezeout[mlflow]'``), are a ConfigError."""
     for name, settings in (logger_cfg or {}).items():
         if name not in LOGGERS:
             raise ConfigError(f"logger={name} is unknown; allowed: {', '.join(LOGGERS)}")
         unknown = sorted(set(settings or {}) - set(LOGGERS[name]))
         if unknown:
             raise ConfigError(f"logger.{name} has no setting {', '.join(unknown)}; allowed: {', '.join(LOGGERS[name])}")
+        if name in NEEDS and not _installed(NEEDS[name]):
+            raise ConfigError(f"logger={name} needs {NEEDS[name]}: pip install 'freezeout[{name}]'")
+
+
+def _installed(package: str) -> bool:
+    """Whether ``package`` can be imported (found, not imported: mlflow takes seconds to import)."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a finder that refuses it, or a module without a spec
+        return False
 
 
 def open_loggers(cfg, run_dir: Path, start: int, summary) -> "Loggers":

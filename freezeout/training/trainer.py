@@ -97,6 +97,7 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
     runranks.seed_rank(cfg.seed)
     with distributed.main_first():  # rank 0 unpacks or downloads the data, then the others read it
         data = load_data(cfg.data, device, with_test=cfg.eval_test, spec=checked.spec, channels_last=cfg.channels_last)
+    log.info("data: %s", describe_data(cfg.data, data, device))
     configure_backends(device, cfg.precision)
     ipe = iterations_per_epoch(len(data.train_x), cfg.batch_size)  # fewer if unreadable images were skipped
     groups = model.layer_groups()
@@ -200,6 +201,18 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, checked: Checke
              100 * (math.nan if predicted_final is None else predicted_final),
              "time model" if kind == "time" else "flops; no time model")
     return summary
+
+
+def describe_data(opts, data: Splits, device) -> str:
+    """One line a user checks first: images per split, classes, image size, where they are kept."""
+    n, c, h, w = data.train_x.shape
+    test = f", {len(data.test_y):,} test" if data.test_y is not None else ""
+    workers = opts.workers
+    where = (f"streamed from {opts.root} by {workers} loader worker{'' if workers == 1 else 's'}" if data.stream is not None
+             else f"in memory on {device} ({n * c * h * w / 1e6:,.{0 if n * c * h * w >= 1e7 else 1}f} MB of training "
+                  "images as uint8)")
+    return (f"{opts.name}: {n:,} training, {len(data.val_y):,} validation{test} images, {data.spec.num_classes} "
+            f"classes, {c}x{h}x{w}, {where}")
 
 
 def _new_summary(cfg, model, data: Splits, device, ipe: int, controller: FreezeOut, predicted: dict,

@@ -19,7 +19,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "setup.py", "README.md", "freezeout", "analysis", "hydra_plugins", "conf", "sweeps")
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "freezeout", "analysis", "hydra_plugins", "conf", "sweeps",
+           "examples")
 MYNET = '''from torch import nn
 
 
@@ -54,7 +55,10 @@ def venv(wheel, tmp_path_factory) -> Path:
     python = root / "bin" / "python"
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
-    Path(purelib, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Every site-packages folder of this environment: one may reach another through a .pth file,
+    # which Python reads only in a site folder (not in one a .pth file adds).
+    found = dict.fromkeys([sysconfig.get_paths()["purelib"], *(p for p in sys.path if p.endswith("site-packages"))])
+    Path(purelib, "dependencies.pth").write_text("\n".join(found) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index",
                     str(wheel[0])], check=True, capture_output=True, timeout=300)
     return root
@@ -90,6 +94,9 @@ def test_the_wheel_ships_every_module_and_config(wheel):
     assert modules and modules <= names
     assert len(configs) > 30 and configs <= names
     assert "freezeout/conf/config.yaml" in names and "freezeout/sweeps/strategies.yaml" in names
+    shipped = {n.partition("/")[2] for n in names if n.startswith("freezeout/examples/")}
+    examples = {p.relative_to(src).as_posix() for p in (src / "examples").glob("*.py")}
+    assert "examples/plain_pytorch.py" in examples and examples <= shipped  # shipped, to copy
     entry_points = zipfile.ZipFile(whl).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "freezeout = freezeout.cli:main" in entry_points
     top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
@@ -119,6 +126,8 @@ def test_help_lists_the_commands_and_the_shipped_groups(venv, project):
 def test_a_copied_config_edited_and_selected_with_config_dir(venv, project, fmnist_root):
     copied = command(venv, "freezeout", "config", "cp", "model/timm", "myconf/model/mine.yaml", cwd=project)
     assert copied.returncode == 0, copied.stderr
+    example = command(venv, "freezeout", "config", "cp", "examples/plain_pytorch", "loop.py", cwd=project)
+    assert example.returncode == 0 and "FreezeController" in (project / "loop.py").read_text(), example.stderr
     mine = project / "myconf" / "model" / "mine.yaml"
     mine.write_text(mine.read_text().replace("name: ???", "name: test_resnet  # "))
     proc = command(venv, "freezeout", "train", "--config-dir", "myconf", "model=mine", "data=fashion_mnist",

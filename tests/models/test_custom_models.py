@@ -183,7 +183,7 @@ def test_groups_cli_prints_the_table():
     assert lines[1].split() == ["#", "group", "params", "FLOPs", "t_i"]
     rows = [line.split() for line in lines[2:]]
     assert [r[0] for r in rows] == [str(i) for i in range(10)]
-    assert rows[0][1:3] == ["conv1,", "bn1"] and rows[0][-1] == "0.125" and rows[-1][1:] == ["fc", "5,130", "0.0%", "1.000"]
+    assert rows[0][1:3] == ["conv1,", "bn1"] and rows[0][-1] == "0.125" and rows[-1][1:] == ["fc", "(head:", "pool,", "fc)", "5,130", "0.0%", "1.000"]
     assert "first conv 'conv1' takes 3 channels, the data has 1" in proc.stderr
 
 

@@ -186,4 +186,4 @@ def test_run_py_trains_a_torchvision_resnet18_on_fashion_mnist(fmnist_root, tmp_
     frozen = [r["frozen_groups"] for r in read_metrics(tmp_path / "metrics.jsonl")]
     assert frozen == sorted(frozen) and frozen[-1] == 9  # all but the head by the end
     log = (tmp_path / "run.log").read_text()
-    assert "replaced by a 1-channel conv" in log and "10 layer groups (forward order)" in log
+    assert "replaced by a 1-channel conv" in log and "layer groups (forward order):" in log and "(10 layer groups" in log
