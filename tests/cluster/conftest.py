@@ -77,3 +77,71 @@ def slurm_cluster(tmp_path_factory):
         subprocess.run(["bash", str(SCRIPT), "down", str(folder)], capture_output=True, timeout=120)
         left = [p for p in pids if pid_alive(p)]
         assert not left, f"SLURM daemons still running after slurm.sh down: pids {left}"
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+
+def postgres_bin() -> Path | None:
+    """The folder of PostgreSQL's server programs (Debian keeps them off PATH)."""
+    found = shutil.which("initdb")
+    candidates = [Path(found).resolve().parent] if found else []
+    candidates += [p.parent for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)]
+    need = ("initdb", "pg_ctl", "createdb")
+    return next((c for c in candidates if all((c / n).is_file() for n in need)), None)
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    url: str  # postgresql://postgres@127.0.0.1:PORT/frontier
+    pid: int
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of the session's own: initdb and pg_ctl in a temporary folder (as the
+    ``postgres`` user when run as root, since the server refuses root), trust authentication on
+    127.0.0.1 and a free port, one database ``frontier``; stopped (its postmaster pid checked) at
+    the end."""
+    import pwd
+    import socket
+    import tempfile
+
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL's initdb, pg_ctl and createdb are not installed (apt-get install postgresql; .ci/run does)")
+    user = None
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a 'postgres' user to run the server as")
+        user = "postgres"
+    # Under /tmp itself: pytest's temporary folders are private to root, the server's user must enter.
+    folder = Path(tempfile.mkdtemp(prefix="freezeout-pg-"))
+    if user:
+        shutil.chown(folder, user, user)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*args: str) -> None:
+        proc = subprocess.run([str(bindir / args[0]), *args[1:]], user=user, capture_output=True, text=True,
+                              timeout=120, cwd=folder)
+        assert proc.returncode == 0, f"{args[0]}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+
+    data, pid = folder / "data", None
+    try:
+        run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        run("pg_ctl", "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", "60", "-o",
+            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "frontier")
+        yield PostgresServer(f"postgresql://postgres@127.0.0.1:{port}/frontier", pid)
+    finally:
+        if pid is not None:
+            subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], user=user,
+                           capture_output=True, timeout=60, cwd=folder)
+            if pid_alive(pid):  # pg_ctl could not stop it: by its pid
+                os.kill(pid, 9)
+        shutil.rmtree(folder, ignore_errors=True)
+        assert pid is None or not pid_alive(pid), f"PostgreSQL still running: pid {pid}"

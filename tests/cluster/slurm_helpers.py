@@ -32,9 +32,11 @@ def child_env() -> dict:
     return env
 
 
-def launch(*args: str, cwd: Path) -> subprocess.Popen:
-    """``python run.py ARGS`` in the background, in a session of its own (stopped as a group)."""
-    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, env=child_env(),
+def launch(*args: str, cwd: Path, threads: int | None = None) -> subprocess.Popen:
+    """``python run.py ARGS`` in the background, in a session of its own (stopped as a group);
+    ``threads``: torch's threads in it (OMP_NUM_THREADS), where processes share the 2 cores."""
+    env = {**child_env(), **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
