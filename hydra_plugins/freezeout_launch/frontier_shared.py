@@ -119,7 +119,9 @@ def requeue_stale(study: Any) -> int:
             except (RuntimeError, ValueError):
                 continue  # another worker got there first
             run_again(study, t)
-    optuna.storages.fail_stale_trials(study)  # stale heartbeats: failed, then run_again
+    with warnings.catch_warnings():  # "experimental" in Optuna's words
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # stale heartbeats: failed, then run_again
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
 
 
