@@ -49,7 +49,7 @@ def test_two_workers_share_one_study_and_survive_a_killed_one(postgres_server, f
                     "postgresql://", "postgresql+psycopg://"))
             except KeyError:  # not created yet
                 return []
-            return [t for t in study.get_trials() if t.state.name == "RUNNING"
+            return [t for t in study.get_trials() if t.state.name == "RUNNING" and len(t.params) == 2  # drawn
                     and t.user_attrs.get("worker") == f"{socket.gethostname()}:{pid}"]
         killed = wait_until(lambda: a_trial_of(first.pid), "a trial of the first worker", first, timeout=300)[0]
         first.send_signal(signal.SIGKILL)
@@ -73,10 +73,12 @@ def test_two_workers_share_one_study_and_survive_a_killed_one(postgres_server, f
     assert len(complete) == 5, [(t.number, t.state.name, t.user_attrs) for t in trials]
     assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == 5  # no setting twice
     # the killed trial: failed, and run again with its settings by a live worker
-    assert study.trials[killed.number].state.name == "FAIL"
+    dead = study.trials[killed.number]
+    assert dead.state.name == "FAIL" and dead.params == killed.params
     (rerun,) = [t for t in complete if t.user_attrs.get("resumes") == killed.number]
-    assert rerun.params == killed.params
-    assert {t.user_attrs["worker"] for t in complete} >= {f"{socket.gethostname()}:{p.pid}" for p in (third,)}
+    assert rerun.params == dead.params
+    # the later worker joined the study as it was (it may have found every trial taken by then)
+    assert "frontier search: " in out3 and "of 5 trials done" in out3
     # nothing else failed; surplus asks (two workers at the last place) were given back, not run
     others = [t for t in trials if t.state.name not in ("COMPLETE",) and t.number != killed.number]
     assert all(t.state.name == "PRUNED" and t.user_attrs.get("surplus") for t in others)
