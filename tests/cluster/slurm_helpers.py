@@ -111,10 +111,15 @@ def job_state(job: str) -> str:
     return out.stdout.strip()
 
 
-def requeue_now(job: str) -> None:
-    """``scontrol requeue JOB``, then its start time set to now: SLURM holds a requeued job about
-    two minutes (its BeginTime) before it may start again."""
-    subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True, text=True)
+def requeue_now(job: str, how: str = "requeue") -> None:
+    """Requeue JOB, then set its start time to now: SLURM holds a requeued job about two minutes
+    (its BeginTime) before it may start again. ``how``: ``requeue`` (``scontrol requeue``, as a
+    preemption) or ``USR2`` (``scancel --signal=USR2``: the signal SLURM sends ``signal_delay_s``
+    before ``timeout_min``, on which submitit requeues the job itself)."""
+    if how == "requeue":
+        subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True, text=True)
+    else:
+        subprocess.run(["scancel", f"--signal={how}", job], check=True, capture_output=True, text=True)
     wait_until(lambda: job_state(job) == "PD", f"job {job} back in the queue", timeout=60)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, capture_output=True,
                    text=True)

@@ -42,12 +42,15 @@ def weights(run_dir) -> dict:
 
 
 def test_a_job_array_sweep_with_a_requeued_job(slurm_cluster, fmnist_root, tmp_path):
-    """4 runs (cubic and its baseline x 2 seeds) as one job array; the cubic seed-0 job is
-    requeued after its first epoch. It resumes from its checkpoint: every epoch once in its
-    metrics, and the records and weights of the same run trained uninterrupted (one thread, as
-    cpus_per_task=1 gives each job). The analysis and the envelope come out at the end."""
+    """4 runs (cubic and its baseline x 2 seeds) as one job array. After its first epoch the
+    cubic seed-0 job is requeued (``scontrol requeue``, as a preemption), and the cubic seed-1 job
+    gets the time-limit warning (USR2, which SLURM sends ``signal_delay_s`` before
+    ``timeout_min``; submitit requeues the job). Both resume from their checkpoints: every epoch
+    once in their metrics; seed 0 ends with the records and weights of the same run trained
+    uninterrupted (one thread, as cpus_per_task=1 gives each job). The analysis and the envelope
+    come out at the end."""
     sweep = tmp_path / "sweep"
-    args = [*TINY_ARGS, "epochs=6", f"data.root={fmnist_root}", "t_0=0.8"]
+    args = [*TINY_ARGS, "epochs=8", f"data.root={fmnist_root}", "t_0=0.8"]
     # The reference, trained beside the array: the same run in one process, one thread.
     reference = subprocess.Popen(
         [sys.executable, str(REPO / "run.py"), *args, "strategy=cubic", "seed=0", f"hydra.run.dir={tmp_path / 'reference'}"],
@@ -59,6 +62,10 @@ def test_a_job_array_sweep_with_a_requeued_job(slurm_cluster, fmnist_root, tmp_p
         wait_until(lambda: epochs_done(target) >= 1, "its first epoch", proc)
         job = wait_until(lambda: job_of(sweep, target), "its job log", proc)
         requeue_now(job)
+        timed = wait_until(lambda: the_run(sweep, "strategy=cubic", "seed=1"), "the cubic seed-1 run", proc)
+        wait_until(lambda: epochs_done(timed) >= 1, "its first epoch", proc)
+        timed_job = wait_until(lambda: job_of(sweep, timed), "its job log", proc)
+        requeue_now(timed_job, how="USR2")
         out = finish(proc)
     finally:
         stop(proc)
@@ -78,7 +85,12 @@ def test_a_job_array_sweep_with_a_requeued_job(slurm_cluster, fmnist_root, tmp_p
     # the requeued job: interrupted once, resumed once, each epoch recorded once
     log = (target / "run.log").read_text()
     assert log.count("interrupted by SIGTERM") == 1 and log.count("resuming") == 1, log[-2000:]
-    assert [r["epoch"] for r in records(target)] == [1, 2, 3, 4, 5, 6]
+    assert [r["epoch"] for r in records(target)] == list(range(1, 9))
+    # the job warned of its time limit: requeued by submitit, resumed from its last checkpoint
+    err = (sweep / ".submitit" / f"{timed_job}_0_log.err").read_text()
+    assert "Caught signal SIGUSR2" in err and "Requeued job" in err, err[-2000:]
+    assert (timed / "run.log").read_text().count("resuming") == 1
+    assert [r["epoch"] for r in records(timed)] == list(range(1, 9))
     same_records(records(target), records(tmp_path / "reference"))
     ref = weights(tmp_path / "reference")
     assert all(torch.equal(t, ref[k]) for k, t in weights(target).items())
