@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[all,dev,parallel,slurm]'
+	$(PY) -m pip install --quiet -e '.[all,dev,parallel,slurm,cluster]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -14,13 +14,17 @@ A speedup measured against a baseline that trained while other work shared the m
 - ``jobs_beside``, ``turns``, ``turns_group``: what the launcher says (environment variables
   below): jobs of the same launch training at the same time, runs taking turns in this round
   and the id of that round (runs of one round trained under the same load by construction);
-- ``gpu_processes``: on a GPU, other processes holding it (NVML, when ``pynvml`` is installed).
+- ``gpu_processes``: on a GPU, other processes holding it (NVML, when ``pynvml`` is installed);
+- ``host``, ``slurm_job`` and ``slurm_node``: the machine, and under SLURM the job
+  (``ARRAYID_INDEX`` for a task of a job array) and node it trained in; runs of one job shared its
+  allocation, runs of different jobs or nodes may not have.
 
 Pure Python, no torch (the analysis reads these records).
 """
 from __future__ import annotations
 
 import os
+import socket
 import time
 from typing import Any
 
@@ -126,6 +130,7 @@ class LoadMeter:
                    turns_group=os.environ.get(TURNS_GROUP_ENV) or None)
         gpus = [g for g in (g0, g1) if g is not None]
         out["gpu_processes"] = max(gpus) if gpus else None
+        out.update(host=socket.gethostname(), slurm_job=slurm_job(), slurm_node=os.environ.get("SLURMD_NODENAME"))
         return out
 
 
@@ -142,6 +147,13 @@ def busy_note(record: dict | None) -> str | None:
     if isinstance(gpu, int) and gpu > 0:
         clauses.append(f"{gpu} other process(es) held its GPU")
     return f"measured while {' and '.join(clauses)}: seconds may be off" if clauses else None
+
+
+def slurm_job() -> str | None:
+    """The SLURM job this process runs in: ``ARRAYID_INDEX`` for a task of a job array (as squeue
+    and scontrol name it), else the job id; None outside SLURM."""
+    array, index = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{index}" if array and index else os.environ.get("SLURM_JOB_ID")
 
 
 def measure_load(device: str | None = None) -> LoadMeter:

@@ -20,6 +20,7 @@ killed ones.
 
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -31,9 +32,10 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from freezeout.errors import ConfigError
+from freezeout.rundir.records import COMPLETED
 
 from .frontier_space import FrontierError, draw, override_text, split_space
-from .frontier_study import SAMPLERS, SPEEDUPS
+from .frontier_study import SAMPLERS, SPEEDUPS, failed_reason
 from .groups import is_method_key
 
 log = logging.getLogger(__name__)  # not "freezeout": a job's name prefix stays off the search's lines
@@ -52,6 +54,7 @@ class FrontierSweeperConf:
     budget: float = 0.03  # relative error budget of the "best within budget" setting (fraction)
     float_step: Optional[float] = 0.01  # floats drawn on this grid (readable run dirs); null: continuous
     trials_per_launch: int = 1  # trials launched together (a parallel launcher runs them side by side)
+    heartbeat_s: int = 10  # a worker's heartbeat, seconds; a trial silent for twice that is run again
     dry_run: bool = False
     params: Optional[Dict[str, Any]] = None  # the search space, as sweep overrides (null drops a key)
 
@@ -64,10 +67,11 @@ class FrontierSweeper(Sweeper):
     def __init__(self, n_trials: int = 20, seeds: Optional[List[int]] = None, storage: Optional[str] = None,
                  study_name: str = "frontier", sampler: str = "tpe", sampler_seed: int = 0, speedup: str = "time",
                  budget: float = 0.03, float_step: Optional[float] = 0.01, trials_per_launch: int = 1,
-                 dry_run: bool = False, params: Optional[Dict[str, Any]] = None) -> None:
+                 heartbeat_s: int = 10, dry_run: bool = False, params: Optional[Dict[str, Any]] = None) -> None:
         self.n_trials, self.seeds, self.storage, self.study_name = n_trials, list(seeds or []), storage, study_name
         self.sampler, self.sampler_seed, self.speedup, self.budget = sampler, sampler_seed, speedup, budget
         self.float_step, self.trials_per_launch, self.dry_run = float_step, trials_per_launch, dry_run
+        self.heartbeat_s = heartbeat_s
         self.params = dict(params or {})
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
@@ -92,6 +96,8 @@ class FrontierSweeper(Sweeper):
                 raise FrontierError(f"hydra.sweeper.{key}={value}: allowed: {', '.join(allowed)}")
         if self.trials_per_launch < 1:
             raise FrontierError(f"hydra.sweeper.trials_per_launch={self.trials_per_launch}: at least 1")
+        if not isinstance(self.heartbeat_s, int) or self.heartbeat_s < 1:
+            raise FrontierError(f"hydra.sweeper.heartbeat_s={self.heartbeat_s}: a whole number of seconds, at least 1")
 
     def sweep(self, arguments: List[str]) -> Any:
         # One line, as run.py says a bad setting, not Hydra's two. ConfigError, not FrontierError:
@@ -103,14 +109,8 @@ class FrontierSweeper(Sweeper):
             sys.exit(2)
 
     def _sweep(self, arguments: List[str]) -> Any:
-        from .frontier_study import (
-            counted,
-            front_report,
-            front_rows,
-            open_study,
-            requeue_interrupted,
-            write_front,
-        )
+        from .frontier_shared import Heartbeat, requeue_stale, running_elsewhere, take_trial
+        from .frontier_study import all_failed, counted, front_report, front_rows, open_study, write_front
 
         assert self.config is not None and self.hydra_context is not None
         self.check()
@@ -123,22 +123,36 @@ class FrontierSweeper(Sweeper):
             self._dry_run(fixed, space, storage)
             sys.exit(0)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        study = open_study(storage, self.study_name, self.sampler, self.sampler_seed)
-        requeued = requeue_interrupted(study)
-        left = self.n_trials - counted(study)
+        study = open_study(storage, self.study_name, self.sampler, self.sampler_seed, self.heartbeat_s)
+        requeued = requeue_stale(study)
+        done = counted(study)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         log.info("frontier search: %d of %d trials done, %d to run (%d re-queued); %d seeds a trial; study %r in %s",
-                 self.n_trials - max(left, 0), self.n_trials, max(left, 0), requeued, len(self.seeds),
+                 min(done, self.n_trials), self.n_trials, max(self.n_trials - done, 0), requeued, len(self.seeds),
                  self.study_name, storage)
         baselines = self._baselines(fixed)
-        while left > 0:
-            batch = [study.ask() for _ in range(min(left, self.trials_per_launch))]
-            self._run_trials(study, batch, fixed, space, baselines, sweep_dir)
-            left -= len(batch)
+        while True:  # other workers may share the study: take trials while the budget has room
+            batch = []
+            for _ in range(self.trials_per_launch):
+                trial = take_trial(study, self.n_trials)
+                if trial is None:
+                    break
+                batch.append(trial)
+            if batch:
+                with Heartbeat(study, batch, self.heartbeat_s):
+                    self._run_trials(study, batch, fixed, space, baselines, sweep_dir)
+            elif running_elsewhere(study, []):  # others' trials: wait, and take over a dead worker's
+                time.sleep(self.heartbeat_s)
+                requeue_stale(study)
+            else:
+                break
         rows = front_rows(study, self.budget)
         write_front(rows, sweep_dir)
-        failed = len(study.get_trials(deepcopy=False)) - len(rows) - requeued
-        print(front_report(rows, self.budget, self.speedup, max(failed, 0)), flush=True)
+        failed = all_failed(study)
+        print(front_report(rows, self.budget, self.speedup, len(failed)), flush=True)
+        if failed and not rows:
+            print(f"error: {failed_reason(failed, self.speedup, self.config)}", file=sys.stderr, flush=True)
+            sys.exit(1)
         return rows
 
     def _launch(self, jobs: List[List[str]]) -> List[Path]:
@@ -152,19 +166,34 @@ class FrontierSweeper(Sweeper):
         return [kept + ["strategy=none", f"seed={s}"] for s in self.seeds]
 
     def _baselines(self, fixed: List[str]) -> List[Path]:
-        """Train each seed's baseline (once: a finished one is found in its directory)."""
-        return self._launch(self._baseline_jobs(fixed))
+        """Train each seed's baseline (once: a finished one is found in its directory; one that
+        another worker trains is waited for, then trained here only if it did not complete)."""
+        from .frontier_shared import wait_for_runs
+        from .frontier_study import read_summary
+
+        jobs = self._baseline_jobs(fixed)
+        dirs = self._launch(jobs)
+        wait_for_runs(dirs)
+        again = [(j, d) for j, d in zip(jobs, dirs) if getattr(read_summary(d), "status", None) != COMPLETED]
+        if again:
+            self._launch([j for j, _ in again])
+        return dirs
 
     def _run_trials(self, study: Any, trials: List[Any], fixed: List[str], space: Dict[str, Any],
                     baselines: List[Path], sweep_dir: Path) -> None:
         from optuna.trial import TrialState
 
-        from .frontier_study import trial_values
+        from .frontier_shared import wait_for_runs
+        from .frontier_study import reseed, trial_values
 
-        drawn = [draw(t, space, fixed, self.float_step) for t in trials]
+        drawn = []
+        for t in trials:
+            reseed(study, self.sampler, self.sampler_seed, t)
+            drawn.append(draw(t, space, fixed, self.float_step))
         jobs = [fixed + [override_text(k, v) for k, v in params.items()] + [f"seed={s}", "predict_time=true"]
                 for params in drawn for s in self.seeds]
         dirs = self._launch(jobs)
+        wait_for_runs(dirs)  # a run another worker trains (the same settings drawn twice): its result
         n = len(self.seeds)
         for i, (trial, params) in enumerate(zip(trials, drawn)):
             try:

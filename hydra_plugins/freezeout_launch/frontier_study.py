@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -24,7 +25,6 @@ from .frontier_space import FrontierError
 SAMPLERS = ("tpe", "nsga2", "random")
 SPEEDUPS = ("time", "flops", "measured")
 DIRECTIONS = ["maximize", "minimize"]  # speedup, relative error
-INTERRUPTED = "interrupted"  # user attr of a trial a killed launch left running (re-queued)
 FRONT_FILE = "frontier.csv"
 
 
@@ -36,6 +36,8 @@ def import_optuna() -> Any:
         raise FrontierError("hydra/sweeper=frontier needs optuna: pip install optuna (or the package's "
                             "'frontier' extra)") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # The search keeps heartbeats itself, with ask and tell (frontier_shared.Heartbeat).
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     return optuna
 
 
@@ -49,19 +51,17 @@ def make_sampler(name: str, seed: int) -> Any:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def open_study(storage: str, name: str, sampler: str, seed: int) -> Any:
-    """The study ``name`` in ``storage`` (created if new). The sampler's seed is ``seed`` plus the
-    trials the study holds, so that a resumed search draws new settings, not the same ones again."""
+def open_study(storage: str, name: str, sampler: str, seed: int, heartbeat_s: int = 10) -> Any:
+    """The study ``name`` in ``storage`` (created if new; several workers may open it at once),
+    with heartbeats (:mod:`.frontier_shared`). Each trial's settings are drawn with a sampler
+    seeded by ``seed`` plus the trial's number (:func:`reseed`)."""
     optuna = import_optuna()
+    from .frontier_shared import make_storage
+
+    store = make_storage(storage, heartbeat_s)
     try:
-        count = len(optuna.load_study(study_name=name, storage=storage).trials)
-    except KeyError:  # no such study yet
-        count = 0
-    except Exception as e:  # noqa: BLE001 - any storage failure is a bad setting: one line
-        raise FrontierError(f"hydra.sweeper.storage={storage}: cannot open the study store ({one_line(e)})") from None
-    try:
-        study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, directions=DIRECTIONS,
-                                    sampler=make_sampler(sampler, seed + count))
+        study = optuna.create_study(study_name=name, storage=store, load_if_exists=True, directions=DIRECTIONS,
+                                    sampler=make_sampler(sampler, seed))
     except Exception as e:  # noqa: BLE001
         raise FrontierError(f"hydra.sweeper.storage={storage}: cannot open the study store ({one_line(e)})") from None
     if [d.name.lower() for d in study.directions] != DIRECTIONS:
@@ -70,16 +70,25 @@ def open_study(storage: str, name: str, sampler: str, seed: int) -> Any:
     return study
 
 
+def reseed(study: Any, sampler: str, seed: int, trial: Any) -> None:
+    """Draw ``trial``'s settings with a sampler seeded by ``seed`` plus its number: unique per
+    trial in the store, so workers asking at once draw different settings, and a resumed search
+    draws new ones."""
+    study.sampler = make_sampler(sampler, seed + trial.number)
+
+
 def existing_trials(storage: str, name: str) -> Tuple[int, int]:
     """(trials counted against the budget, trials left running) of the study, without creating
     anything: a missing SQLite file or study is a new search."""
     optuna = import_optuna()
     from optuna.trial import TrialState
 
+    from .frontier_shared import storage_url
+
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
         return 0, 0
     try:
-        study = optuna.load_study(study_name=name, storage=storage)
+        study = optuna.load_study(study_name=name, storage=storage_url(storage))
     except KeyError:
         return 0, 0
     except Exception as e:  # noqa: BLE001
@@ -87,26 +96,14 @@ def existing_trials(storage: str, name: str) -> Tuple[int, int]:
     return counted(study), len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
-def requeue_interrupted(study: Any) -> int:
-    """Trials a killed launch left running: marked failed (``interrupted``) and queued again with
-    the same settings (their runs resume from their checkpoints). Returns how many."""
-    import optuna
-    from optuna.trial import TrialState
-
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in stale:
-        optuna.trial.Trial(study, t._trial_id).set_user_attr(INTERRUPTED, True)
-        study.tell(t.number, state=TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"resumes": t.number})
-    return len(stale)
-
-
 def counted(study: Any) -> int:
-    """Trials that count against the budget: finished (completed or failed), not interrupted."""
-    from optuna.trial import TrialState
+    """Trials that count against the budget: finished (completed or failed), neither given back
+    nor run again after their worker died."""
+    from .frontier_shared import counts, resumed_numbers
 
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-    return sum(1 for t in done if not t.user_attrs.get(INTERRUPTED))
+    trials = study.get_trials(deepcopy=False)
+    resumed = resumed_numbers(trials)
+    return sum(1 for t in trials if counts(t, resumed))
 
 
 def read_summary(run_dir: Path) -> Optional[RunSummary]:
@@ -186,3 +183,32 @@ def front_report(rows: List[Dict[str, Any]], budget: float, speedup: str, failed
     elif not best[0]["on_front"]:
         lines.append(f"best within the {100 * budget:g}% budget: trial {best[0]['trial']} {best[0]['params']}")
     return "\n".join(lines)
+
+
+def all_failed(study: Any) -> List[Any]:
+    """The failed trials that count against the budget (not those run again)."""
+    from optuna.trial import TrialState
+
+    from .frontier_shared import counts, resumed_numbers
+
+    trials = study.get_trials(deepcopy=False)
+    resumed = resumed_numbers(trials)
+    return [t for t in trials if t.state == TrialState.FAIL and counts(t, resumed)]
+
+
+def failed_reason(failed: Sequence[Any], speedup: str, config: Any = None) -> str:
+    """One line for a search whose every trial failed: how many, the first trial's error, and the
+    setting that fixes the common cause (a time model skipped on short runs)."""
+    errors = [str(t.user_attrs.get("error") or "no error recorded") for t in failed]
+    line = f"all {len(failed)} trials of the frontier search failed; trial {failed[0].number}: {errors[0]}"
+    if any("recorded no time speedup" in e for e in errors):
+        share = None
+        try:
+            share = config.get("predict_time_share") if config is not None else None
+        except Exception:  # noqa: BLE001 - the hint works without the current value
+            share = None
+        now = f" (now {share})" if share is not None else ""
+        line += (f". The runs' time model was skipped: measuring it would cost more than predict_time_share{now} "
+                 "of a run's iterations. Raise it (e.g. predict_time_share=1.0), train longer, or search on "
+                 "hydra.sweeper.speedup=flops")
+    return line

@@ -46,6 +46,7 @@ LAUNCHER_KINDS = {
     "JoblibLauncher": "joblib",
     "LocalLauncher": "submitit_local",
     "SlurmLauncher": "slurm",
+    "SlurmTurnsLauncher": "slurm",  # slurm_turns: SLURM's resources, runs taking turns in each job
 }
 
 # The GPU lock this process holds: (file descriptor, GPU index, lock folder). Kept for the next

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,14 @@ from freezeout.analysis import analyze
 from freezeout.errors import ConfigError
 from hydra_plugins.freezeout_launch.frontier import FrontierSweeper
 from hydra_plugins.freezeout_launch.frontier_space import FrontierError, split_space
-from hydra_plugins.freezeout_launch.frontier_study import (
-    counted,
-    open_study,
-    requeue_interrupted,
+from hydra_plugins.freezeout_launch.frontier_shared import (
+    WORKER,
+    Heartbeat,
+    requeue_stale,
+    storage_url,
+    take_trial,
 )
+from hydra_plugins.freezeout_launch.frontier_study import counted, open_study
 
 optuna = pytest.importorskip("optuna")  # the 'frontier' extra
 
@@ -121,6 +125,36 @@ def test_bad_settings_end_in_one_line(fmnist_root, tmp_path, extra, message):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+@pytest.mark.slow
+def test_a_search_whose_every_trial_failed_ends_non_zero_naming_the_fix(fmnist_root, tmp_path):
+    """Runs of 32 iterations with the default predict_time_share=0.1: every run's time model is
+    skipped, so no trial has a time speedup. The search says so in one error line naming the
+    setting that fixes it, and exits 1 (it used to print "no trial within the budget" and exit 0)."""
+    args = [a for a in search_args(fmnist_root, tmp_path / "sweep", "hydra.sweeper.n_trials=1")
+            if not a.startswith(("predict_time_share=", "hydra.sweeper.seeds="))]
+    proc = run_cli(*args, "hydra.sweeper.seeds=[0]", timeout=600, env=ONE_THREAD)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert "all 1 trials of the frontier search failed" in errors[0]
+    assert "recorded no time speedup" in errors[0] and "predict_time_share (now 0.1)" in errors[0]
+    assert "hydra.sweeper.speedup=flops" in errors[0]
+    assert "frontier: 0 completed trials (1 failed)" in proc.stdout
+
+
+def test_postgresql_urls_take_the_installed_driver():
+    try:
+        import psycopg  # noqa: F401
+        dialect = "postgresql+psycopg"
+    except ImportError:
+        pytest.importorskip("psycopg2")
+        dialect = "postgresql+psycopg2"
+    assert storage_url("postgresql://u:pw@db:5432/s") == f"{dialect}://u:pw@db:5432/s"
+    assert storage_url("postgres://u@db/s") == f"{dialect}://u@db/s"
+    assert storage_url("postgresql+psycopg2://u@db/s") == "postgresql+psycopg2://u@db/s"  # named: kept
+    assert storage_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
 def parse(*overrides: str):
     return OverridesParser.create().parse_overrides(list(overrides))
 
@@ -146,16 +180,37 @@ def test_bad_spaces_and_settings():
 
 
 def test_trials_left_running_are_run_again_with_their_settings(tmp_path):
+    """A trial whose worker died: at once when it was a process of this machine, after its
+    heartbeat went stale (twice heartbeat_s) for a worker elsewhere; failed, queued again with its
+    settings, and not counted against the budget."""
+    import subprocess
+    import time
+
     storage = f"sqlite:///{tmp_path / 'f.db'}"
-    study = open_study(storage, "s", "random", 0)
-    killed = study.ask()
+    study = open_study(storage, "s", "random", 0, heartbeat_s=1)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that has exited
+    killed = take_trial(study, n_trials=3)
     t_0 = killed.suggest_float("t_0", 0.5, 0.9)
-    study = open_study(storage, "s", "random", 0)  # the next launch
-    assert requeue_interrupted(study) == 1 and counted(study) == 0
-    again = study.ask()
-    assert again.number == 1 and again.suggest_float("t_0", 0.5, 0.9) == t_0
-    assert again.user_attrs["resumes"] == 0
-    assert not math.isnan(t_0)
+    killed.set_user_attr(WORKER, f"{socket.gethostname()}:{gone.pid}")
+    elsewhere = take_trial(study, n_trials=3)
+    elsewhere.suggest_float("t_0", 0.5, 0.9)
+    elsewhere.set_user_attr(WORKER, "another-host:1")  # its heartbeat was recorded when it was taken
+    alive = take_trial(study, n_trials=3)  # this process: alive, beating below
+    assert take_trial(study, n_trials=3) is None  # the budget of 3 is taken
+
+    study = open_study(storage, "s", "random", 0, heartbeat_s=1)  # the next worker
+    assert requeue_stale(study) == 1 and counted(study) == 0  # the dead local process's trial, at once
+    again = take_trial(study, n_trials=3)
+    assert again.number == 3 and again.suggest_float("t_0", 0.5, 0.9) == t_0 and again.user_attrs["resumes"] == 0
+    with Heartbeat(study, [alive, again], 1):
+        time.sleep(2.5)  # beyond the grace of 2 s for the silent trial elsewhere, not for the beating ones
+        assert requeue_stale(study) == 1
+    running = {t.number for t in study.get_trials() if t.state.name == "RUNNING"}
+    assert running == {alive.number, again.number}
+    waiting = [t for t in study.get_trials() if t.state.name == "WAITING"]
+    assert [t.user_attrs["resumes"] for t in waiting] == [elsewhere.number]
+    assert counted(study) == 0 and not math.isnan(t_0)
 
 
 def test_the_longer_study_composes_into_groups_and_a_search_space():
