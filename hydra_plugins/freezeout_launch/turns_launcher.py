@@ -38,6 +38,13 @@ log = logging.getLogger("freezeout")
 launch_log = logging.getLogger(__name__)
 
 
+def _shared_overrides(overrides: List[List[str]]) -> List[str]:
+    """The overrides every job of a launch has (said once, not in every round's line), in the
+    first job's order."""
+    lists = [filter_overrides(o) for o in overrides]
+    return [x for x in lists[0] if all(x in other for other in lists[1:])] if lists else []
+
+
 @dataclass
 class TurnsLauncherConf:
     _target_: str = "hydra_plugins.freezeout_launch.turns_launcher.TurnsLauncher"
@@ -75,11 +82,14 @@ class TurnsLauncher(Launcher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
         rounds = comparison_groups(jobs, self.max_turns)
-        launch_log.info("Launching %d jobs in %d rounds of runs taking turns", len(jobs), len(rounds))
+        shared = _shared_overrides([o for _, o in jobs])
+        launch_log.info("Launching %d jobs in %d rounds of runs taking turns%s", len(jobs), len(rounds),
+                        f" ({' '.join(shared)})" if shared else "")
         returns: Dict[int, JobReturn] = {}
         for number, group in enumerate(rounds):
-            launch_log.info("round %d: %s", number,
-                            "; ".join(f"#{i} {' '.join(filter_overrides(o))}" for i, o in group))
+            launch_log.info("round %d: %s", number, "; ".join(
+                f"#{i} {' '.join(x for x in filter_overrides(o) if x not in shared) or '(as above)'}"
+                for i, o in group))
             prepared = [self._prepare(i, o) for i, o in group]
             self._train_round(prepared, f"{Path(str(self.config.hydra.sweep.dir)).name}-{number}-"
                                         f"{uuid.uuid4().hex[:8]}")

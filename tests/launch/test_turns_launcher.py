@@ -50,7 +50,11 @@ def test_a_sweep_trains_each_group_taking_turns(fmnist_root, tmp_path):
                    "strategy=none,cubic", "t_0=0.5,1.5", f"hydra.sweep.dir={sweep}", timeout=600)
     # t_0=1.5 is invalid: that job fails and is recorded; the sweep says so and exits 1.
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Launching 3 jobs in 1 rounds of runs taking turns" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "Launching 3 jobs in 1 rounds of runs taking turns (" in out and "data.subset=256" in out
+    # The round's line names what differs between its jobs; what all share is said once, above.
+    (round_line,) = [line for line in out.splitlines() if "round 0:" in line]
+    assert "data.subset=256" not in round_line and "strategy=cubic t_0=0.5" in round_line, round_line
     dirs = {d.name.split("strategy=")[1]: d for d in sweep.glob("run_*")}
     base, cubic, bad = dirs["none"], dirs["cubic,t_0=0.5"], dirs["cubic,t_0=1.5"]
     summaries = {k: json.loads((d / "summary.json").read_text()) for k, d in
