@@ -82,7 +82,7 @@ def test_compare_load():
     # rounds of different sizes: no other work, yet a run taking turns with 5 others steps slower
     alone, in_six = {"others_cpu_share": 0.0, "turns": 1, "turns_group": "g2"}, {"others_cpu_share": 0.0, "turns": 6,
                                                                                   "turns_group": "g1"}
-    assert compare_load(alone, in_six) == (0.0, True, "runs taking turns in its process: 1 (run), 6 (baseline); "
+    assert compare_load(alone, in_six) == (0.0, True, "runs taking turns (a process each): 1 (run), 6 (baseline); "
                                            + NOT_IN_TURNS)
     assert compare_load({"others_cpu_share": 0.0, "turns": None}, dict(in_six, turns=1)) == (0.0, True, NOT_IN_TURNS)
 

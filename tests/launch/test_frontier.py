@@ -204,7 +204,8 @@ def test_trials_left_running_are_run_again_with_their_settings(tmp_path):
     again = take_trial(study, n_trials=3)
     assert again.number == 3 and again.suggest_float("t_0", 0.5, 0.9) == t_0 and again.user_attrs["resumes"] == 0
     with Heartbeat(study, [alive, again], 1):
-        time.sleep(2.5)  # beyond the grace of 2 s for the silent trial elsewhere, not for the beating ones
+        time.sleep(3.5)  # beyond the grace of 2 s for the silent trial elsewhere, not for the beating ones:
+        # SQLite keeps heartbeats in whole seconds, so 3 s must pass for "older than 2 s" to hold surely
         assert requeue_stale(study) == 1
     running = {t.number for t in study.get_trials() if t.state.name == "RUNNING"}
     assert running == {alive.number, again.number}

@@ -118,7 +118,7 @@ def test_const_time_jobs_are_planned_at_their_longer_length(measured, fmnist_roo
     (["--step-times", "{tmp}/metrics.jsonl"], "error: --step-times {tmp}/metrics.jsonl is not a step times file"),
     (["--step-times", "{steps}", *TINY, "model.depth=16"],
      "error: the step times file has no step time for densenet (compression=0.5 depth=16 growth_rate=4)"),
-    (["--bogus"], "error: unrecognized arguments: --bogus (usage: python -m freezeout.plan"),
+    (["--bogus"], "error: unrecognized arguments: --bogus (usage: freezeout plan"),
     (["t_0=[0.5"], "error: no viable alternative at input '[0.5'"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(args, message, measured, fmnist_root, tmp_path, capsys):
