@@ -56,3 +56,20 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict
     full_env.pop("FREEZEOUT_LAUNCH_ID", None)
     return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd or REPO,
                           capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def stopped_run(cfg, run_dir: Path, at: int) -> Path:
+    """Train ``cfg`` in ``run_dir`` until a SIGINT at iteration ``at`` (a clean stop, as Ctrl-C
+    makes one, at a step boundary); return the checkpoint it left."""
+    import signal
+
+    from freezeout.training.signals import Interrupted
+    from freezeout.training.trainer import train
+
+    def stop_at(j: int) -> None:
+        if j == at:
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        train(cfg, run_dir, pause=stop_at)
+    return Path(run_dir) / "checkpoint.pt"

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from helpers import REPO, TINY, TINY_CUDA, compose_cfg, needs_cuda
+from helpers import REPO, TINY, TINY_CUDA, compose_cfg, needs_cuda, stopped_run
 
 from freezeout.config import register_configs
 from freezeout.rundir.checkpoint import restore_rng_state, rng_state
@@ -39,14 +39,7 @@ def test_a_run_stopped_with_eight_gpu_states_in_its_checkpoint_resumes_exactly(f
     the run resumes (no GPU visible here) to the records of the run never stopped."""
     cfg = compose_cfg(*TINY, f"data.root={fmnist_root}", "strategy=cubic", "t_0=0.5", "epochs=2", "log_every=1")
     straight = train(cfg, tmp_path / "straight")
-
-    def stop_at_20(j: int) -> None:
-        if j == 20:
-            signal.raise_signal(signal.SIGINT)
-
-    with pytest.raises(Interrupted):
-        train(cfg, tmp_path / "stopped", pause=stop_at_20)
-    path = tmp_path / "stopped" / "checkpoint.pt"
+    path = stopped_run(cfg, tmp_path / "stopped", at=20)
     checkpoint = torch.load(path, weights_only=False)
     assert checkpoint["partial_epoch"] is not None and "cuda" not in checkpoint["rng"]
     checkpoint["rng"]["cuda"] = EIGHT_GPUS

@@ -5,17 +5,15 @@ process hands rank 0 for the checkpoint are numbers and CPU tensors (nothing tha
 GPU), and come back as the run's own."""
 from __future__ import annotations
 
-import signal
 
 import pytest
 import torch
-from helpers import TINY, compose_cfg
+from helpers import TINY, compose_cfg, stopped_run
 
 from freezeout.config import register_configs
 from freezeout.distributed import process_group, ranks
 from freezeout.errors import ConfigError
 from freezeout.rundir.checkpoint import CUDA_GENERATOR_STATE_BYTES, checkpoint_device_type, rng_state
-from freezeout.training.signals import Interrupted
 from freezeout.training.trainer import train
 
 register_configs()
@@ -23,14 +21,7 @@ register_configs()
 
 def test_a_checkpoint_written_on_a_gpu_is_refused_on_the_cpu_in_one_line(fmnist_root, tmp_path, one_thread):
     cfg = compose_cfg(*TINY, f"data.root={fmnist_root}", "strategy=cubic", "epochs=1", "log_every=1")
-
-    def stop_at_3(j: int) -> None:
-        if j == 3:
-            signal.raise_signal(signal.SIGINT)
-
-    with pytest.raises(Interrupted):
-        train(cfg, tmp_path / "run", pause=stop_at_3)
-    path = tmp_path / "run" / "checkpoint.pt"
+    path = stopped_run(cfg, tmp_path / "run", at=3)
     checkpoint = torch.load(path, weights_only=False)
     assert checkpoint_device_type(checkpoint) == "cpu"
     # what a run on a GPU writes: its data generator is CUDA's (Philox: 16 bytes), and the GPU's state
