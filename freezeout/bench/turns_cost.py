@@ -148,6 +148,7 @@ def speedup_gap(s: CostSettings, overrides: list[str], work: Path) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     import torch
 
+    from ..rundir.provenance import git_revision, library_versions
     from ..rundir.records import write_json_atomic
 
     s, overrides = parse(list(sys.argv[1:] if argv is None else argv))
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="freezeout-turns-cost-") as tmp:
         say(f"round: {s.runs} runs taking turns against the same runs one after another")
         results = {"settings": vars(s), "overrides": overrides, "cpus": os.cpu_count(),
+                   "environment": {"versions": library_versions(), "git_revision": git_revision()},
                    "round": round_cost(s, overrides, Path(tmp))}
         say("speedup: baseline and cubic t_0=0.5, one after another and taking turns")
         results["speedup"] = speedup_gap(s, overrides, Path(tmp))

@@ -35,6 +35,7 @@ def test_a_tiny_run_prints_and_writes_both_figures(fmnist_root, tmp_path, one_th
     results = main([f"data.root={fmnist_root}", "data.subset=256", "data.val_size=200", "epochs=1",
                     "model.depth=10", "model.growth_rate=4", "bench.runs=2", "bench.repeats=1", f"bench.out={out}"])
     assert json.loads(out.read_text())["speedup"]["gap_points"] == pytest.approx(results["speedup"]["gap_points"])
+    assert results["environment"]["versions"]["torch"] and "git_revision" in results["environment"]  # reproducible
     (row,) = results["round"]
     assert row["throughput_ratio"] > 0 and row["turns"]["loadavg"] and len(row["sequence"]["train_seconds"]) == 2
     kinds = [r["kind"] for r in results["speedup"]["rows"]]
